@@ -1,0 +1,1 @@
+# Copyright (c) mmevo contributors. All rights reserved.

@@ -1,0 +1,9 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+"""mmpretrain-compatible heads; registered only when mmpretrain is installed."""
+try:
+    import mmpretrain  # noqa: F401
+except ImportError:  # pragma: no cover - mmpretrain is optional for detection/segmentation
+    __all__ = []
+else:
+    from .eatformer_head import EATFormerClsHead
+    __all__ = ['EATFormerClsHead']

@@ -1,0 +1,42 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+import torch
+import torch.nn as nn
+from mmcv.cnn.bricks import DropPath
+
+from .norm import build_eat_norm
+
+
+class ConvFFN(nn.Module):
+    """Pre-norm feed-forward sub-layer on NCHW maps with layer scale and a residual.
+
+    ``x + drop_path(gamma * fc2(GELU(fc1(norm(x)))))`` with 1x1 convolutions (EATFormer's FFN).
+
+    Args:
+        dim (int): Channels.
+        mlp_ratio (float): Hidden channels are ``int(dim * mlp_ratio)``.
+        drop (float): Dropout after the activation and after ``fc2``. Defaults to 0.
+        drop_path (float): Stochastic depth rate. Defaults to 0.
+        layer_scale_init_value (float): Initial layer scale. Defaults to 1e-4.
+        norm_cfg (dict): Pre-norm. Defaults to BN with eps 1e-6.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 mlp_ratio: float = 4.,
+                 drop: float = 0.,
+                 drop_path: float = 0.,
+                 layer_scale_init_value: float = 1e-4,
+                 norm_cfg: dict = dict(type='BN', eps=1e-6)):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm = build_eat_norm(norm_cfg, dim)
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+        self.drop = nn.Dropout(drop)
+        self.gamma = nn.Parameter(torch.full((dim, ), layer_scale_init_value))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.drop(self.fc2(self.drop(self.act(self.fc1(self.norm(x))))))
+        return x + self.drop_path(y * self.gamma.view(-1, 1, 1))

@@ -1,0 +1,183 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
+
+from .attention import MDMSA, WindowMSA
+from .deform import DeformConv2d
+from .msra import interleave_channels
+from .norm import build_eat_norm
+from .window import WindowSize
+
+#: Accepted op names of GLI, with the short aliases of the official code.
+GLI_OPS = {'conv': 'conv', 'c': 'conv', 'msa': 'msa', 'm': 'msa', 'mdmsa': 'mdmsa',
+           'dm': 'mdmsa', 'dcn': 'dcn', 'dc': 'dcn'}
+
+
+class ConvOp(nn.Module):
+    """GLI's local op: ``pwconv(SiLU(norm(dwconv_kxk(x))))``.
+
+    Args:
+        dim (int): Channels.
+        kernel_size (int): Depth-wise kernel. Defaults to 5.
+        norm_cfg (dict): Norm. Defaults to BN with eps 1e-6.
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 5,
+                 norm_cfg: dict = dict(type='BN', eps=1e-6)):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = build_eat_norm(norm_cfg, dim)
+        self.pwconv = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pwconv(F.silu(self.norm(self.dwconv(x))))
+
+
+class DeformConvOp(nn.Module):
+    """GLI's deformable local op: ``pwconv(SiLU(norm(DCN_kxk(x, offset_conv(x)))))``.
+
+    The official 'dcn' op is DCNv1 (no modulation mask, ``modulated=False``); ``modulated=True``
+    adds the DCNv2 mask (``sigmoid`` of extra offset-conv channels).
+
+    Args:
+        dim (int): Channels.
+        kernel_size (int): Deformable kernel. Defaults to 5.
+        deform_groups (int): Offset groups. Defaults to 1.
+        modulated (bool): DCNv2 mask. Defaults to False.
+        impl (str): Deformable conv implementation, see :class:`DeformConv2d`.
+        norm_cfg (dict): Norm. Defaults to BN with eps 1e-6.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 kernel_size: int = 5,
+                 deform_groups: int = 1,
+                 modulated: bool = False,
+                 impl: str = 'auto',
+                 norm_cfg: dict = dict(type='BN', eps=1e-6)):
+        super().__init__()
+        self.modulated = modulated
+        self.num_offsets = deform_groups * 2 * kernel_size * kernel_size
+        out = self.num_offsets * 3 // 2 if modulated else self.num_offsets
+        self.offset_conv = nn.Conv2d(dim, out, 3, padding=1)
+        self.dcn = DeformConv2d(dim, dim, kernel_size, deform_groups, impl)
+        self.norm = build_eat_norm(norm_cfg, dim)
+        self.pwconv = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offset = self.offset_conv(x)
+        mask = None
+        if self.modulated:
+            offset, mask = offset.split([self.num_offsets, self.num_offsets // 2], dim=1)
+            mask = mask.sigmoid()
+        return self.pwconv(F.silu(self.norm(self.dcn(x, offset, mask))))
+
+
+class GLI(nn.Module):
+    """Global-Local Interaction: EATFormer's mixing sub-layer, ``x + drop_path(mix(ops(norm(x))))``.
+
+    With one op (stages 1-2: ``['conv']``) the op runs on all channels. With several ops and
+    ``split=True`` (published models) the channels are split into equal contiguous parts, one per
+    op, and the op outputs, each weighted by ``softmax(alphas)``, are **interleaved** channel-wise
+    (``[op0_0, op1_0, op0_1, ...]``); with ``ratio`` (two ops) the split is
+    ``[int(C * ratio), round(C * (1 - ratio))]`` and the weighted outputs are concatenated. With
+    ``split=False`` every op sees all channels and the (weighted) outputs are averaged. Without
+    ``weighted`` the split outputs are concatenated unweighted.
+
+    Args:
+        dim (int): Channels.
+        op_names (Sequence[str]): Ops: ``'conv'``, ``'msa'``, ``'mdmsa'``, ``'dcn'``.
+        dim_head (int): Channels per attention head.
+        window_size (int | tuple[int, int]): Attention window (``<= 0``: global).
+        split (bool): Split channels between the ops. Defaults to True.
+        weighted (bool): Softmax weights over the ops. Defaults to True.
+        ratio (float, optional): Asymmetric split of two ops. Defaults to None.
+        deform_groups (int): Groups of MD-MSA offsets / DCN offsets. Defaults to 2.
+        kernel_size (int): Kernel of the conv / dcn ops and of MD-MSA's offset network.
+        qkv_bias (bool): Bias of MSA's qkv projection (MD-MSA always has one).
+        drop (float): Dropout after attention projections. Defaults to 0.
+        attn_drop (float): Attention dropout. Defaults to 0.
+        drop_path (float): Stochastic depth rate. Defaults to 0.
+        layer_scale_init_value (float): Initial layer scale of the attention ops.
+        sampler (str): MD-MSA sampler, ``'grid_sample'`` or ``'mmcv'``.
+        dcn_impl (str): 'dcn' op implementation: ``'auto'``, ``'mmcv'`` or ``'torchvision'``.
+        norm_cfg (dict): Norm layers. Defaults to BN with eps 1e-6.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 op_names: Sequence[str],
+                 dim_head: int,
+                 window_size: WindowSize,
+                 split: bool = True,
+                 weighted: bool = True,
+                 ratio: Optional[float] = None,
+                 deform_groups: int = 2,
+                 kernel_size: int = 5,
+                 qkv_bias: bool = True,
+                 drop: float = 0.,
+                 attn_drop: float = 0.,
+                 drop_path: float = 0.,
+                 layer_scale_init_value: float = 1e-4,
+                 sampler: str = 'grid_sample',
+                 dcn_impl: str = 'auto',
+                 norm_cfg: dict = dict(type='BN', eps=1e-6)):
+        super().__init__()
+        unknown = [name for name in op_names if name not in GLI_OPS]
+        if unknown or not op_names:
+            raise ValueError(f'GLI op_names must be a non-empty list of {sorted(set(GLI_OPS))}, '
+                             f'got {list(op_names)}')
+        num_ops = len(op_names)
+        self.split = split and num_ops > 1
+        self.ratio = ratio if self.split else None
+        if self.ratio:
+            if num_ops != 2:
+                raise ValueError(f'GLI ratio needs exactly two ops, got {list(op_names)}')
+            dims = [int(dim * ratio), round(dim * (1 - ratio))]
+        elif self.split:
+            if dim % num_ops:
+                raise ValueError(f'GLI channels {dim} must split evenly into {num_ops} ops')
+            dims = [dim // num_ops] * num_ops
+        else:
+            dims = [dim] * num_ops
+        self.dims = dims
+        self.norm = build_eat_norm(norm_cfg, dim)
+        self.ops = nn.ModuleList()
+        for name, d in zip(op_names, dims):
+            name = GLI_OPS[name]
+            if name == 'conv':
+                op = ConvOp(d, kernel_size, norm_cfg)
+            elif name == 'dcn':
+                op = DeformConvOp(d, kernel_size, deform_groups, impl=dcn_impl, norm_cfg=norm_cfg)
+            elif name == 'msa':
+                op = WindowMSA(d, dim_head, window_size, qkv_bias, attn_drop, drop,
+                               layer_scale_init_value)
+            else:
+                op = MDMSA(d, dim_head, window_size, deform_groups, kernel_size, True, attn_drop,
+                           drop, layer_scale_init_value, sampler, norm_cfg)
+            self.ops.append(op)
+        self.alphas = nn.Parameter(torch.full((num_ops, ), 1e-3)) \
+            if weighted and num_ops > 1 else None
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def mix(self, h: torch.Tensor) -> torch.Tensor:
+        if len(self.ops) == 1:
+            return self.ops[0](h)
+        inputs: List[torch.Tensor] = list(h.split(self.dims, dim=1)) if self.split \
+            else [h] * len(self.ops)
+        outs = [op(x) for op, x in zip(self.ops, inputs)]
+        if self.alphas is not None:
+            weights = self.alphas.softmax(-1)
+            outs = [o * weights[i] for i, o in enumerate(outs)]
+        if not self.split:
+            return torch.stack(outs, dim=-1).mean(-1)
+        if self.ratio or self.alphas is None:
+            return torch.cat(outs, dim=1)
+        return interleave_channels(outs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop_path(self.mix(self.norm(x)))

@@ -1,0 +1,106 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
+
+from .norm import build_eat_norm
+
+MSRA_MODES = ('sum', 'cat')
+
+
+def interleave_channels(xs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``[a, b]`` -> ``[a_0, b_0, a_1, b_1, ...]`` along channels (EATFormer's branch order)."""
+    return torch.stack(tuple(xs), dim=2).flatten(1, 2)
+
+
+class MSRA(nn.Module):
+    """Multi-Scale Region Aggregation: EATFormer's local, multi-dilation convolution sub-layer.
+
+    ``y = proj(mix_i(SiLU(conv_i(norm(x)))))`` with one ``kernel_size`` convolution per dilation,
+    depth-wise at stride 1 and dense at stride 2. With several dilations the branches are mixed
+    either by a softmax-weighted mean (``mode='sum'``; ``weighted=False``: plain mean) or
+    concatenated channel-interleaved (``mode='cat'``; weighted by the softmax first when
+    ``weighted=True``). With ``skip=True`` the output is ``shortcut(x) + drop_path(y)``, where the
+    shortcut is the identity at stride 1 and ``BN(conv1x1(avgpool2x2(x)))`` at stride 2.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int): Kernel of the branch convolutions. Defaults to 3.
+        stride (int): 1 or 2. Defaults to 1.
+        dilations (Sequence[int]): One branch per dilation. Defaults to ``(1, )``.
+        mode (str): ``'sum'`` or ``'cat'``. Defaults to ``'sum'``.
+        weighted (bool): Learnable softmax weights over the branches. Defaults to True.
+        with_norm (bool): Pre-norm. Defaults to True.
+        skip (bool): Residual shortcut. Defaults to True.
+        conv_groups (int): Groups of the stride-1 branch convolutions; -1 means depth-wise.
+        drop_path (float): Stochastic depth rate of the residual. Defaults to 0.
+        norm_cfg (dict): Norm layers. Defaults to BN with eps 1e-6.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int = 3,
+                 stride: int = 1,
+                 dilations: Sequence[int] = (1, ),
+                 mode: str = 'sum',
+                 weighted: bool = True,
+                 with_norm: bool = True,
+                 skip: bool = True,
+                 conv_groups: int = -1,
+                 drop_path: float = 0.,
+                 norm_cfg: dict = dict(type='BN', eps=1e-6)):
+        super().__init__()
+        if mode not in MSRA_MODES:
+            raise ValueError(f'MSRA mode must be one of {MSRA_MODES}, got {mode!r}')
+        if stride not in (1, 2):
+            raise ValueError(f'MSRA stride must be 1 or 2, got {stride}')
+        self.mode = mode
+        self.num_branches = len(dilations)
+        self.norm = build_eat_norm(norm_cfg, in_channels) if with_norm else nn.Identity()
+        groups = (in_channels if conv_groups == -1 else conv_groups) if stride == 1 else 1
+        self.convs = nn.ModuleList(
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding=math.ceil(((kernel_size - 1) * d + 1 - stride) / 2),
+                dilation=d,
+                groups=groups) for d in dilations)
+        self.alphas = nn.Parameter(torch.full((self.num_branches, ), 1e-3)) \
+            if weighted and self.num_branches > 1 else None
+        mixed = out_channels * self.num_branches if mode == 'cat' else out_channels
+        self.proj = nn.Conv2d(mixed, out_channels, 1, bias=False)
+        self.skip = skip
+        if skip and stride == 2:
+            self.shortcut = nn.Sequential()
+            self.shortcut.add_module(
+                'pool', nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False))
+            self.shortcut.add_module('conv', nn.Conv2d(in_channels, out_channels, 1, bias=False))
+            self.shortcut.add_module('norm', build_eat_norm(norm_cfg, out_channels))
+        else:
+            self.shortcut = nn.Identity()
+        self.drop_path = DropPath(drop_path) if skip and drop_path > 0 else nn.Identity()
+
+    def mix(self, h: torch.Tensor) -> torch.Tensor:
+        branches = [F.silu(conv(h)) for conv in self.convs]
+        if self.num_branches == 1:
+            return branches[0]
+        if self.alphas is not None:
+            weights = self.alphas.softmax(-1)
+            branches = [b * weights[i] for i, b in enumerate(branches)]
+        if self.mode == 'cat':
+            return interleave_channels(branches)
+        return torch.stack(branches, dim=-1).mean(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(self.mix(self.norm(x)))
+        if not self.skip:
+            return y
+        return self.shortcut(x) + self.drop_path(y)

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# One-command install of mmevo and the OpenMMLab stack into ./.venv (see ../README.md).
+#
+#   bash tools/install.sh            # idempotent: a second run takes seconds
+#
+# torch 2.14.1 + torchvision 0.29.1, mmengine 0.10.7, mmcv 2.1.0 built from source with its ops
+# against the installed torch (C++20), mmdet 3.3.0, mmsegmentation 1.2.2, mmpretrain 1.2.0 and mmevo
+# (editable). Built wheels are cached in a wheelhouse named after the torch version
+# (MMEVO_WHEELHOUSE, default ~/.cache/mmevo/wheelhouse-torch<ver>-<python>), so a torch change
+# triggers a rebuild instead of reusing a wheel that would fail with `undefined symbol`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3.11}"
+TORCH_VERSION="2.14.1"
+TORCHVISION_VERSION="0.29.1"
+MMCV_VERSION="2.1.0"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+PYTAG="$("$PYTHON" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
+WHEELHOUSE="${MMEVO_WHEELHOUSE:-$HOME/.cache/mmevo/wheelhouse-torch${TORCH_VERSION}-${PYTAG}}"
+
+log() { printf '[mmevo install] %s\n' "$*"; }
+die() { printf '[mmevo install] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# A stamp of everything that decides the environment: unchanged inputs -> nothing to do.
+STAMP_INPUT="$(cat "$0" requirements/*.txt setup.py | sha256sum | cut -d' ' -f1)"
+STAMP="$VENV/.mmevo-install-stamp"
+if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_INPUT" ]] \
+    && "$PY" -c 'import mmevo, mmcv.ops, mmdet, mmseg, mmpretrain' >/dev/null 2>&1; then
+  log "environment up to date ($VENV)"
+  exit 0
+fi
+
+[[ -x "$PY" ]] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+log "installing torch $TORCH_VERSION / torchvision $TORCHVISION_VERSION and build tools"
+"${PIP[@]}" install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
+    "setuptools>=77.0.3,<81" wheel ninja
+"${PIP[@]}" install -q "mmengine==0.10.7" addict packaging Pillow pyyaml yapf opencv-python
+
+mkdir -p "$WHEELHOUSE"
+MMCV_WHEEL="$(ls "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
+if [[ -z "$MMCV_WHEEL" ]]; then
+  BUILD_LOG="$WHEELHOUSE/build-mmcv-$MMCV_VERSION.log"
+  BUILD_DIR="$(mktemp -d)"
+  log "building mmcv $MMCV_VERSION with ops against torch $TORCH_VERSION (~11 min on 2 cores); log: $BUILD_LOG"
+  {
+    "${PIP[@]}" download --no-deps --no-binary :all: --no-build-isolation \
+        -d "$BUILD_DIR" "mmcv==$MMCV_VERSION" &&
+    tar -xzf "$BUILD_DIR"/mmcv-"$MMCV_VERSION".tar.gz -C "$BUILD_DIR" &&
+    # torch 2.14's headers require C++20; mmcv 2.1.0 asks for C++17.
+    sed -i "s/'-std=c++17'/'-std=c++20'/" "$BUILD_DIR/mmcv-$MMCV_VERSION/setup.py" &&
+    grep -q -- "-std=c++20" "$BUILD_DIR/mmcv-$MMCV_VERSION/setup.py" &&
+    (cd "$BUILD_DIR/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" \
+        "${PIP[@]}" wheel --no-deps --no-build-isolation -w "$WHEELHOUSE" .)
+  } >"$BUILD_LOG" 2>&1 || {
+    tail -n 25 "$BUILD_LOG" >&2
+    die "building mmcv $MMCV_VERSION failed (see the lines above); full log: $BUILD_LOG"
+  }
+  rm -rf "$BUILD_DIR"
+  MMCV_WHEEL="$(ls "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl | head -n1)"
+fi
+log "installing $(basename "$MMCV_WHEEL")"
+"${PIP[@]}" install -q --no-deps --force-reinstall "$MMCV_WHEEL"
+
+log "installing mmdet, mmsegmentation, mmpretrain and mmevo"
+"${PIP[@]}" install -q "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" \
+    -r requirements/runtime.txt -r requirements/optional.txt -r requirements/tests.txt
+"${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+
+"$PY" - <<'PYEOF' || die "the installed stack does not import; see the traceback above"
+import torch, torchvision, mmengine, mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, mmevo
+from mmcv.ops import modulated_deform_conv2d  # noqa: F401  (compiled ops are present)
+print(f'[mmevo install] torch {torch.__version__}, torchvision {torchvision.__version__}, '
+      f'mmengine {mmengine.__version__}, mmcv {mmcv.__version__} (ops), mmdet {mmdet.__version__}, '
+      f'mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, mmevo {mmevo.__version__}')
+PYEOF
+echo "$STAMP_INPUT" >"$STAMP"
+log "done: activate with 'source .venv/bin/activate'"
