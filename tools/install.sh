@@ -68,7 +68,12 @@ log "installing $(basename "$MMCV_WHEEL")"
 
 log "installing mmdet, mmsegmentation, mmpretrain and mmevo"
 "${PIP[@]}" install -q "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" \
+    "setuptools>=77.0.3,<81" \
     -r requirements/runtime.txt -r requirements/optional.txt -r requirements/tests.txt
+# openmim (for `mim train`) without its dataset-download dependency opendatalab -> openxlab, which
+# pins setuptools~=60.2 (no longer installable beside torch 2.14) and other old packages.
+"${PIP[@]}" install -q --no-deps "openmim==0.3.9"
+"${PIP[@]}" install -q click colorama model-index pandas requests rich tabulate
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 
 "$PY" - <<'PYEOF' || die "the installed stack does not import; see the traceback above"

@@ -79,7 +79,9 @@ def modulated_deform_sample(x: torch.Tensor,
     dx = (grid[..., 0] + 1) * ((W - 1) / 2) - xs
     offset = torch.stack((dy, dx), dim=1).view(B, groups * 2, H, W)
     weight = x.new_ones(C, 1, 1, 1)
-    return ops.modulated_deform_conv2d(x, offset.to(x.dtype), mask.reshape(B, groups, H, W).to(x.dtype),
+    # mmcv's kernels index raw memory: every tensor must be contiguous
+    return ops.modulated_deform_conv2d(x.contiguous(), offset.to(x.dtype).contiguous(),
+                                       mask.reshape(B, groups, H, W).to(x.dtype).contiguous(),
                                        weight, None, 1, 0, 1, C, groups)
 
 
@@ -108,8 +110,8 @@ def deform_conv2d(x: torch.Tensor,
     if mask is None:
         kh, kw = weight.shape[-2:]
         mask = x.new_ones(x.shape[0], deform_groups * kh * kw, *offset.shape[-2:])
-    return ops.modulated_deform_conv2d(x, offset, mask, weight, None, 1, padding, 1, 1,
-                                       deform_groups)
+    return ops.modulated_deform_conv2d(x.contiguous(), offset.contiguous(), mask.contiguous(),
+                                       weight, None, 1, padding, 1, 1, deform_groups)
 
 
 class DeformConv2d(nn.Module):

@@ -162,10 +162,19 @@ class GLI(nn.Module):
             self.ops.append(op)
         self.alphas = nn.Parameter(torch.full((num_ops, ), 1e-3)) \
             if weighted and num_ops > 1 else None
+        # how the op outputs are combined (the official code's rules)
+        if num_ops == 1:
+            self.merge = 'single'
+        elif not self.split:
+            self.merge = 'mean'
+        elif self.ratio or not weighted:
+            self.merge = 'cat'
+        else:
+            self.merge = 'interleave'
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def mix(self, h: torch.Tensor) -> torch.Tensor:
-        if len(self.ops) == 1:
+        if self.merge == 'single':
             return self.ops[0](h)
         inputs: List[torch.Tensor] = list(h.split(self.dims, dim=1)) if self.split \
             else [h] * len(self.ops)
@@ -173,9 +182,9 @@ class GLI(nn.Module):
         if self.alphas is not None:
             weights = self.alphas.softmax(-1)
             outs = [o * weights[i] for i, o in enumerate(outs)]
-        if not self.split:
+        if self.merge == 'mean':
             return torch.stack(outs, dim=-1).mean(-1)
-        if self.ratio or self.alphas is None:
+        if self.merge == 'cat':
             return torch.cat(outs, dim=1)
         return interleave_channels(outs)
 

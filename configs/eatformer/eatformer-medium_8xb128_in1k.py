@@ -1,0 +1,3 @@
+_base_ = '../_base_/eatformer_in1k_recipe.py'
+
+model = dict(backbone=dict(arch='medium'), head=dict(in_channels=512))

@@ -1,0 +1,9 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+"""Helpers for tests of mmevo and of projects built on it (parity fixtures, tiny inputs)."""
+from .parity import (ClassifierUnderTest, assert_parity, find_parity_file,
+                     load_parity_fixture, load_parity_manifest)
+
+__all__ = [
+    'ClassifierUnderTest', 'assert_parity', 'find_parity_file', 'load_parity_fixture',
+    'load_parity_manifest'
+]
