@@ -1,5 +1,16 @@
 # Copyright (c) mmevo contributors. All rights reserved.
+import importlib.util
+
+from mmengine.config import Config
 from mmengine.config.utils import MODULE2PACKAGE
+from mmengine.registry import init_default_scope
+
+#: Default scopes of the task libraries mmevo serves, and what they do.
+TASK_SCOPES = {
+    'mmpretrain': 'classification',
+    'mmdet': 'detection',
+    'mmseg': 'segmentation',
+}
 
 
 def register_mmevo_config_prefix() -> None:
@@ -10,3 +21,30 @@ def register_mmevo_config_prefix() -> None:
     the installed package's ``.mim/configs`` like mmdet's.
     """
     MODULE2PACKAGE.setdefault('mmevo', 'mmevo')
+
+
+def setup_default_scope(cfg: Config) -> str:
+    """Make ``cfg.default_scope`` the current scope and return it.
+
+    The default scope says which library the config is for (``'mmpretrain'``, ``'mmdet'`` or
+    ``'mmseg'``, set by those libraries' ``default_runtime.py`` bases); mmevo's tools serve all
+    three from one script. Modules of the library register lazily through its registries'
+    locations when the Runner builds them.
+
+    Args:
+        cfg (Config): The parsed config.
+
+    Returns:
+        str: The default scope, ``'mmengine'`` for a config that sets none.
+
+    Raises:
+        ModuleNotFoundError: The library the config needs is not installed.
+    """
+    scope = cfg.get('default_scope') or 'mmengine'
+    if importlib.util.find_spec(scope) is None:
+        package = MODULE2PACKAGE.get(scope, scope)
+        raise ModuleNotFoundError(
+            f"This config has default_scope='{scope}' but {scope} is not installed; "
+            f'install it with `bash tools/install.sh` or `pip install {package}`.')
+    init_default_scope(scope)
+    return scope
