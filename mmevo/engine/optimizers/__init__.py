@@ -1,0 +1,4 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+from .layer_decay_optim_wrapper_constructor import LayerDecayOptimWrapperConstructor
+
+__all__ = ['LayerDecayOptimWrapperConstructor']
