@@ -70,3 +70,14 @@ class EATFormerClsHead(ClsHead):
 
     def forward(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         return self.fc(self.pre_logits(feats))
+
+    @torch.no_grad()
+    def fuse(self) -> 'EATFormerClsHead':
+        """Fold the BatchNorm into ``fc`` (it commutes with the average pooling); inference."""
+        if isinstance(self.norm, nn.BatchNorm2d):
+            scale = self.norm.weight / torch.sqrt(self.norm.running_var + self.norm.eps)
+            shift = self.norm.bias - self.norm.running_mean * scale
+            self.fc.bias.add_(self.fc.weight @ shift)
+            self.fc.weight.mul_(scale)
+            self.norm = nn.Identity()
+        return self.eval()

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .deform import SAMPLERS, modulated_deform_sample
+from .fuse import fold_bn_after_conv, is_bn, scale_conv_output
 from .norm import build_eat_norm
 from .window import (WindowSize, grid_window_heads, grid_window_layout,
                      grid_window_merge_heads, grid_window_partition,
@@ -26,7 +27,23 @@ def _attention(q, k, v, dropout_p: float) -> torch.Tensor:
     return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
 
 
-class WindowMSA(nn.Module):
+class _LayerScaled(nn.Module):
+    """An attention op whose output ``proj(...)`` is multiplied by a layer scale ``gamma``."""
+    proj: nn.Conv2d
+    gamma: torch.Tensor
+
+    def scale_output(self, out: torch.Tensor) -> torch.Tensor:
+        return out if self.gamma is None else out * self.gamma.view(-1, 1, 1)
+
+    @torch.no_grad()
+    def fuse(self, scale=1.) -> None:
+        """Fold ``gamma`` (and an outer ``scale``) into ``proj`` for inference."""
+        gamma = 1. if self.gamma is None else self.gamma
+        scale_conv_output(self.proj, gamma * torch.as_tensor(scale))
+        self.gamma = None
+
+
+class WindowMSA(_LayerScaled):
     """Multi-head self-attention in EATFormer's grid windows, with layer scale (the 'msa' op).
 
     Args:
@@ -64,10 +81,10 @@ class WindowMSA(nn.Module):
         q, k, v = grid_window_heads(qkv, grid, 3, self.num_heads)
         out = _attention(q, k, v, self.attn_drop if self.training else 0.)
         out = self.proj_drop(self.proj(grid_window_merge_heads(out, grid)))
-        return out * self.gamma.view(-1, 1, 1)
+        return self.scale_output(out)
 
 
-class MDMSA(nn.Module):
+class MDMSA(_LayerScaled):
     """Modulated Deformable MSA in EATFormer's grid windows, with layer scale (the 'mdmsa' op).
 
     Per window, queries come from the input; keys and values from the input re-sampled at learned
@@ -129,6 +146,13 @@ class MDMSA(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         self.gamma = nn.Parameter(torch.full((dim, ), layer_scale_init_value))
 
+    @torch.no_grad()
+    def fuse(self, scale=1.) -> None:
+        super().fuse(scale)
+        if is_bn(self.offset.norm):
+            fold_bn_after_conv(self.offset.dwconv, self.offset.norm)
+            self.offset.norm = nn.Identity()
+
     def sampling_grid(self, offset_modulation: torch.Tensor):
         """Sample points ``(Bw*g, h, w, 2)`` as (x, y) and modulation ``(Bw*g, 1, h, w)``.
 
@@ -158,7 +182,7 @@ class MDMSA(nn.Module):
         k, v = kv.transpose(-1, -2).unbind(1)
         out = _attention(q, k, v, self.attn_drop if self.training else 0.)
         out = self.proj_drop(self.proj(grid_window_merge_heads(out, grid)))
-        return out * self.gamma.view(-1, 1, 1)
+        return self.scale_output(out)
 
 
 class MCA(nn.Module):

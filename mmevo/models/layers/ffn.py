@@ -3,6 +3,7 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
+from .fuse import fold_bn_before_conv, is_bn, scale_conv_output
 from .norm import build_eat_norm
 
 
@@ -39,4 +40,18 @@ class ConvFFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.drop(self.fc2(self.drop(self.act(self.fc1(self.norm(x))))))
+        if self.gamma is None:
+            return x + self.drop_path(y)
+        if isinstance(self.drop_path, nn.Identity) or not self.training:
+            return torch.addcmul(x, y, self.gamma.view(-1, 1, 1))  # x + gamma * y, one pass
         return x + self.drop_path(y * self.gamma.view(-1, 1, 1))
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the pre-norm into ``fc1`` and ``gamma`` into ``fc2`` (exact; inference only)."""
+        if is_bn(self.norm):
+            fold_bn_before_conv(self.norm, self.fc1)
+            self.norm = nn.Identity()
+        if self.gamma is not None:
+            scale_conv_output(self.fc2, self.gamma)
+            self.gamma = None

@@ -8,7 +8,7 @@ from mmcv.cnn.bricks import DropPath
 
 from .attention import MDMSA, WindowMSA
 from .deform import DeformConv2d
-from .msra import interleave_channels
+from .fuse import fold_bn_after_conv, is_bn, scale_conv_output
 from .norm import build_eat_norm
 from .window import WindowSize
 
@@ -35,6 +35,14 @@ class ConvOp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pwconv(F.silu(self.norm(self.dwconv(x))))
+
+    @torch.no_grad()
+    def fuse(self, scale=1.) -> None:
+        """Fold the BatchNorm into ``dwconv`` and ``scale`` into ``pwconv`` (inference)."""
+        if is_bn(self.norm):
+            fold_bn_after_conv(self.dwconv, self.norm)
+            self.norm = nn.Identity()
+        scale_conv_output(self.pwconv, scale)
 
 
 class DeformConvOp(nn.Module):
@@ -75,6 +83,11 @@ class DeformConvOp(nn.Module):
             offset, mask = offset.split([self.num_offsets, self.num_offsets // 2], dim=1)
             mask = mask.sigmoid()
         return self.pwconv(F.silu(self.norm(self.dcn(x, offset, mask))))
+
+    @torch.no_grad()
+    def fuse(self, scale=1.) -> None:
+        """Fold ``scale`` into ``pwconv`` (inference)."""
+        scale_conv_output(self.pwconv, scale)
 
 
 class GLI(nn.Module):
@@ -173,20 +186,37 @@ class GLI(nn.Module):
             self.merge = 'interleave'
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def mix(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
         if self.merge == 'single':
-            return self.ops[0](h)
+            return x + self.drop_path(self.ops[0](h))
         inputs: List[torch.Tensor] = list(h.split(self.dims, dim=1)) if self.split \
             else [h] * len(self.ops)
         outs = [op(x) for op, x in zip(self.ops, inputs)]
-        if self.alphas is not None:
-            weights = self.alphas.softmax(-1)
+        weights = self.alphas.softmax(-1) if self.alphas is not None else None
+        direct = isinstance(self.drop_path, nn.Identity) or not self.training
+        if self.merge == 'interleave':
+            # x + interleave(w_i * y_i) as one stack and one fused multiply-add
+            stacked = torch.stack(outs, dim=2)
+            if weights is None:
+                return x + self.drop_path(stacked.flatten(1, 2))
+            weights = weights.view(1, 1, -1, 1, 1)
+            if direct:
+                return torch.addcmul(x.view(stacked.shape), stacked, weights).flatten(1, 2)
+            return x + self.drop_path((stacked * weights).flatten(1, 2))
+        if weights is not None:
             outs = [o * weights[i] for i, o in enumerate(outs)]
         if self.merge == 'mean':
-            return torch.stack(outs, dim=-1).mean(-1)
-        if self.merge == 'cat':
-            return torch.cat(outs, dim=1)
-        return interleave_channels(outs)
+            y = torch.stack(outs, dim=-1).mean(-1)
+        else:
+            y = torch.cat(outs, dim=1)
+        return x + self.drop_path(y)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.mix(self.norm(x)))
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the op weights ``softmax(alphas)`` and the ops' BatchNorms / layer scales into
+        their last convolutions (exact; inference only)."""
+        weights = self.alphas.softmax(-1) if self.alphas is not None else [1.] * len(self.ops)
+        for op, weight in zip(self.ops, weights):
+            op.fuse(weight)
+        self.alphas = None

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
+from .fuse import fold_bn_after_conv, is_bn
 from .norm import build_eat_norm
 
 MSRA_MODES = ('sum', 'cat')
@@ -90,14 +91,29 @@ class MSRA(nn.Module):
 
     def mix(self, h: torch.Tensor) -> torch.Tensor:
         branches = [F.silu(conv(h)) for conv in self.convs]
-        if self.num_branches == 1:
+        n = self.num_branches
+        if n == 1:
             return branches[0]
-        if self.alphas is not None:
-            weights = self.alphas.softmax(-1)
-            branches = [b * weights[i] for i, b in enumerate(branches)]
+        weights = self.alphas.softmax(-1) if self.alphas is not None else None
         if self.mode == 'cat':
+            if weights is not None:
+                branches = [b * weights[i] for i, b in enumerate(branches)]
             return interleave_channels(branches)
-        return torch.stack(branches, dim=-1).mean(-1)
+        # (weighted) mean of the branches, accumulated without stacking them
+        if weights is None:
+            weights = h.new_full((n, ), 1.)
+        weights = weights / n
+        y = branches[0] * weights[0]
+        for i in range(1, n):
+            y = y.addcmul_(branches[i], weights[i])
+        return y
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the stride-2 shortcut's BatchNorm into its conv (exact; inference only)."""
+        if isinstance(self.shortcut, nn.Sequential) and is_bn(self.shortcut.norm):
+            fold_bn_after_conv(self.shortcut.conv, self.shortcut.norm)
+            self.shortcut.norm = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.proj(self.mix(self.norm(x)))

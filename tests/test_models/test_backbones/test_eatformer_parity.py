@@ -2,6 +2,7 @@
 """EATFormer with converted official weights reproduces the official outputs (../shared/parity)."""
 import pytest
 import torch
+from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 
 from mmevo.models import EATFormer, EATFormerClsHead
 from mmevo.models.layers import mmcv_ops_available
@@ -60,3 +61,15 @@ def test_parity_detects_wrong_weights():
         model.backbone.stages[2][1].gli.ops[0].offset.dwconv.bias.mul_(1.1)
     with pytest.raises(AssertionError):
         assert_parity(fx, model)
+
+
+def test_parity_fused(fixture):
+    """Inference folding (BN, layer scales, op weights into convolutions) stays exact."""
+    model = build_port(fixture)
+    bn_before = sum(isinstance(m, _BatchNorm) for m in model.modules())
+    model.backbone.fuse()
+    if model.head is not None:
+        model.head.fuse()
+    bn_after = sum(isinstance(m, _BatchNorm) for m in model.modules())
+    assert bn_after < bn_before * 0.6
+    assert_parity(fixture, model, stage_fn=model.backbone)
