@@ -1,0 +1,107 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+"""Parameters and FLOPs (multiply-adds, as the papers count) of a config's model.
+
+No dataset is needed: the input is synthetic. Works for mmpretrain, mmdet and mmseg configs
+(the task comes from ``default_scope``). Examples::
+
+    python tools/analysis_tools/get_flops.py configs/eatformer/eatformer-tiny_8xb128_in1k.py
+    python tools/analysis_tools/get_flops.py configs/mask_rcnn/eatformer_t_1x.py --backbone-only
+    python tools/analysis_tools/get_flops.py configs/eatformer/eatformer-base_8xb128_in1k.py \\
+        --cfg-options model.backbone.window_size="[7,7,14,7]"   # README's Base (global stage 3)
+
+Two figures are printed: all multiply-adds (fvcore's convention, attention matrix products and
+``grid_sample`` included: the published classification numbers), and the figure without attention
+matrix products and sampling (mmcv's module-hook convention: the published detection and
+segmentation numbers). See ``mmevo/utils/flops.py``.
+"""
+import argparse
+import json
+
+from mmengine.config import Config, DictAction
+
+import mmevo  # noqa: F401  (mmevo:: bases and safe loading, before any config is parsed)
+from mmevo.utils.flops import (ATTENTION_KEY, default_input_shape, format_count,
+                               get_model_complexity)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Params and FLOPs (multiply-adds) of a config\'s model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        help='input H W (one value: square). Default: 224x224 for mmpretrain, 800x1280 for '
+        'mmdet, 512x2048 for mmseg')
+    parser.add_argument(
+        '--backbone-only', action='store_true', help='count the backbone only')
+    parser.add_argument('--batch-size', type=int, default=1, help='input batch (default 1)')
+    parser.add_argument(
+        '--show-table',
+        type=int,
+        default=0,
+        metavar='DEPTH',
+        help='also print a per-module table down to this depth')
+    parser.add_argument('--json', help='write the results to this JSON file')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, e.g. model.backbone.window_size="[7,7,14,7]"')
+    args = parser.parse_args(argv)
+    if args.shape is not None and len(args.shape) not in (1, 2):
+        parser.error('--shape takes H W or a single size')
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    shape = tuple(args.shape) if args.shape else default_input_shape(cfg.get('default_scope'))
+    if len(shape) == 1:
+        shape = (shape[0], shape[0])
+    result, analyzer, _ = get_model_complexity(
+        cfg, shape, backbone_only=args.backbone_only, batch_size=args.batch_size,
+        with_modules=False)
+
+    what = 'backbone only' if args.backbone_only else 'whole model'
+    ops = result.by_operator
+    attention = ops.get(ATTENTION_KEY, 0) + sum(
+        ops.get(k, 0) for k in ('matmul', 'bmm', 'mm', 'einsum'))
+    sampling = ops.get('grid_sampler', 0) + ops.get('deform_sampling', 0)
+    line = '=' * 78
+    print(line)
+    print(f'Config:       {args.config}')
+    print(f'Scope / part: {cfg.get("default_scope")} / {what}')
+    print(f'Input shape:  {result.input_shape}')
+    print(f'Params:       {format_count(result.params, "M")} ({result.params:,})')
+    print(f'FLOPs:        {format_count(result.flops)}  (multiply-adds, attention matmuls and '
+          'sampling included: fvcore convention)')
+    print(f'FLOPs w/o attention matmuls and sampling: '
+          f'{format_count(result.flops_without_attention)}  (mmcv hook-counter convention)')
+    print(f'  attention matmuls {format_count(attention)}, sampling (grid_sample / deformable) '
+          f'{format_count(sampling)}')
+    print('  by operator: ' + ', '.join(f'{k} {format_count(v)}' for k, v in ops.items()))
+    if result.uncounted_ops:
+        print('  counted as 0 (element-wise, as in fvcore): ' +
+              ', '.join(f'{k.split("::")[-1]} x{n}' for k, n in result.uncounted_ops.items()))
+    print(line)
+    print('Published EATFormer classification FLOPs are fvcore counts (first figure); the '
+          'published\ndetection/segmentation FLOPs leave out attention matmuls (second figure).')
+    if args.show_table:
+        from mmengine.analysis import flop_count_table
+        print(flop_count_table(analyzer, max_depth=args.show_table, show_param_shapes=False))
+
+    out = dict(config=args.config, backbone_only=args.backbone_only,
+               scope=cfg.get('default_scope'), **result.to_dict())
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(out, f, indent=2)
+    return out
+
+
+if __name__ == '__main__':
+    main()
