@@ -291,3 +291,30 @@ def test_fast_path_equals_straightforward_reference(case):
         for x in fx['inputs']:
             for fast, ref in zip(model(x), reference_forward(model, x)):
                 torch.testing.assert_close(fast, ref, atol=fx['atol'], rtol=fx['rtol'])
+
+
+def test_torch_compile_fullgraph_equals_eager():
+    """The backbone traces as one graph (fullgraph=True fails on any graph break) and the
+    compiled forward and backward equal eager. aot_eager keeps this test fast; inductor is
+    exercised by tools/analysis_tools/benchmark.py --compile."""
+    torch._dynamo.reset()
+    model = EATFormer(TINY_ARCH, out_indices=(0, 1, 2, 3)).eval()
+    compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+    x = torch.randn(2, 3, 64, 96, requires_grad=True)
+    eager = model(x)
+    for got, exp in zip(compiled(x), eager):
+        torch.testing.assert_close(got, exp)
+    grad_eager = torch.autograd.grad(sum(o.sum() for o in eager), x)[0]
+    grad_compiled = torch.autograd.grad(sum(o.sum() for o in compiled(x)), x)[0]
+    torch.testing.assert_close(grad_compiled, grad_eager)
+
+
+def test_channels_last_equals_contiguous():
+    model = EATFormer(TINY_ARCH, out_indices=(0, 1, 2, 3)).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x)
+        model_cl = model.to(memory_format=torch.channels_last)
+        got = model_cl(x.contiguous(memory_format=torch.channels_last))
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
