@@ -245,7 +245,8 @@ def test_converter_rejects_other_models():
 def test_converter_tool_round_trip(tmp_path):
     """The CLI reads a training checkpoint ('net'), writes backbone./head. keys that an
     mmpretrain ImageClassifier built from our config loads strictly, with identical logits."""
-    from mmpretrain.models import ImageClassifier  # noqa: F401  (registers the classifier)
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import MODELS as ROOT_MODELS
     from mmengine.registry import init_default_scope
     fx = load_parity_fixture('eatformer_mobile')
@@ -258,11 +259,9 @@ def test_converter_tool_round_trip(tmp_path):
     assert '1,893,474 parameters' in run.stdout
     ckpt = torch.load(dst, weights_only=True)
     assert set(ckpt) == {'state_dict', 'meta'}
-    init_default_scope('mmpretrain')
-    classifier = ROOT_MODELS.build(
-        dict(type='mmpretrain.ImageClassifier',
-             backbone=dict(type='mmevo.EATFormer', arch='mobile'),
-             head=dict(type='mmevo.EATFormerClsHead', num_classes=1000, in_channels=256)))
+    cfg = Config.fromfile(osp.join(REPO, 'configs/eatformer/eatformer-mobile_8xb128_in1k.py'))
+    init_default_scope(cfg.default_scope)
+    classifier = revert_sync_batchnorm(ROOT_MODELS.build(cfg.model))
     classifier.load_state_dict(ckpt['state_dict'], strict=True)
     classifier.eval()
     with torch.no_grad():
@@ -318,3 +317,35 @@ def test_channels_last_equals_contiguous():
         got = model_cl(x.contiguous(memory_format=torch.channels_last))
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('wrapper', ['raw', 'state_dict', 'model', 'net', 'net_E'])
+def test_converter_checkpoint_wrappers(wrapper):
+    fx = load_parity_fixture('eatformer_msa_small')
+    raw = fx['state_dict']
+    decoy = {k: torch.zeros_like(v) for k, v in raw.items()}
+    if wrapper == 'raw':
+        ckpt, kwargs = raw, {}
+    elif wrapper == 'net_E':  # EMA weights beside the plain ones
+        ckpt, kwargs = {'net': decoy, 'net_E': raw, 'optimizer': {}}, {'use_ema': True}
+    else:
+        ckpt, kwargs = {wrapper: {f'module.{k}': v for k, v in raw.items()}, 'epoch': 3}, {}
+    converted = convert_eatformer(ckpt, **kwargs)
+    expected = convert_eatformer(raw)
+    assert list(converted) == list(expected)
+    assert all(torch.equal(converted[k], expected[k]) for k in expected)
+    with pytest.raises(ConversionError, match='net_E'):
+        convert_eatformer({'net': raw}, use_ema=True)
+
+
+def test_mdmsa_offsets_stay_float32_under_autocast():
+    from mmevo.models.layers import MDMSA
+    layer = MDMSA(16, 4, window_size=4)
+    x = torch.randn(2, 16, 8, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        om = layer.offset(layer.q(x).reshape(4, 8, 8, 8))
+        assert om.dtype == torch.bfloat16
+        grid, modulation = layer.sampling_grid(om)
+        out = layer(x)
+    assert grid.dtype == torch.float32 and modulation.dtype == torch.float32
+    assert torch.isfinite(out.float()).all()
