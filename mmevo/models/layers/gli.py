@@ -34,7 +34,7 @@ class ConvOp(nn.Module):
         self.pwconv = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pwconv(F.silu(self.norm(self.dwconv(x))))
+        return self.pwconv(F.silu(self.norm(self.dwconv(x)), inplace=True))
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:
@@ -82,7 +82,7 @@ class DeformConvOp(nn.Module):
         if self.modulated:
             offset, mask = offset.split([self.num_offsets, self.num_offsets // 2], dim=1)
             mask = mask.sigmoid()
-        return self.pwconv(F.silu(self.norm(self.dcn(x, offset, mask))))
+        return self.pwconv(F.silu(self.norm(self.dcn(x, offset, mask)), inplace=True))
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:

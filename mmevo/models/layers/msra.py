@@ -90,7 +90,7 @@ class MSRA(nn.Module):
         self.drop_path = DropPath(drop_path) if skip and drop_path > 0 else nn.Identity()
 
     def mix(self, h: torch.Tensor) -> torch.Tensor:
-        branches = [F.silu(conv(h)) for conv in self.convs]
+        branches = [F.silu(conv(h), inplace=True) for conv in self.convs]
         n = self.num_branches
         if n == 1:
             return branches[0]
