@@ -1,9 +1,12 @@
 # Copyright (c) mmevo contributors. All rights reserved.
 import importlib.util
+import os.path as osp
 
+import mmengine.config.config as mmengine_config
 from mmengine.config import Config
 from mmengine.config.utils import MODULE2PACKAGE
 from mmengine.registry import init_default_scope
+from mmengine.utils import get_installed_path
 
 #: Default scopes of the task libraries mmevo serves, and what they do.
 TASK_SCOPES = {
@@ -17,10 +20,23 @@ def register_mmevo_config_prefix() -> None:
     """Allow ``_base_ = 'mmevo::<path>'`` in configs.
 
     MMEngine resolves ``pkg::path`` only for packages listed in ``MODULE2PACKAGE``
-    (open-mmlab/mmengine#1410); adding mmevo there is all it takes, the files are then found in
-    the installed package's ``.mim/configs`` like mmdet's.
+    (open-mmlab/mmengine#1410). With mmevo added there, the files are found in the imported
+    package's ``.mim/configs`` like mmdet's (``setup.py`` links or copies ``configs/`` there,
+    also for editable installs).
     """
     MODULE2PACKAGE.setdefault('mmevo', 'mmevo')
+    mmengine_config.get_installed_path = _installed_path
+
+
+def _installed_path(package: str) -> str:
+    """MMEngine's ``get_installed_path``, but mmevo is where it was imported from.
+
+    MMEngine 0.10.7 derives the path from the distribution's location, which for a PEP 660
+    editable install (modern pip) is site-packages, where no ``mmevo/.mim`` exists.
+    """
+    if package == 'mmevo':
+        return osp.dirname(osp.dirname(osp.abspath(__file__)))
+    return get_installed_path(package)
 
 
 def setup_default_scope(cfg: Config) -> str:

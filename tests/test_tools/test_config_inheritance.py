@@ -29,7 +29,11 @@ def user_config(tmp_path) -> str:
 
 
 def test_inherit_with_mmevo_prefix(user_config):
-    import mmevo  # noqa: F401
+    import mmengine.config.config as mmengine_config
+
+    import mmevo
+    # Found where mmevo is imported from, also for PEP 660 editable installs.
+    assert mmengine_config.get_installed_path('mmevo') == osp.dirname(mmevo.__file__)
     cfg = Config.fromfile(user_config)
     assert cfg.default_scope == 'mmpretrain'
     assert cfg.model.backbone.type == 'mmevo.EATFormer'
