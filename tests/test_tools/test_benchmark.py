@@ -1,0 +1,98 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+"""``tools/analysis_tools/benchmark.py`` runs on CPU and reports what it promises.
+
+No timing is asserted: speed is measured by the tool, not by tests.
+"""
+import json
+import os.path as osp
+import sys
+
+import pytest
+from tool_helpers import REPO, assert_ok, run_tool
+
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
+import benchmark  # noqa: E402
+
+MOBILE = osp.join(REPO, 'configs', 'eatformer', 'eatformer-mobile_8xb128_in1k.py')
+MASK_RCNN_T = osp.join(REPO, 'configs', 'mask_rcnn', 'eatformer_t_1x.py')
+
+RESULT_KEYS = {
+    'label', 'config', 'mode', 'batch_size', 'shape', 'warmup', 'iters', 'threads', 'dtype',
+    'channels_last', 'compile', 'with_cp', 'device', 'backbone_only', 'cfg_options', 'params',
+    'latency_ms', 'throughput', 'first_iter_s', 'memory_kind', 'peak_memory_mb',
+    'peak_memory_delta_mb', 'baseline_memory_mb', 'threads_used'
+}
+
+
+def test_cpu_run_with_variants_writes_json(tmp_path):
+    out = str(tmp_path / 'bench.json')
+    proc = run_tool([
+        'analysis_tools/benchmark.py', MOBILE, '--batch-size', '2', '--shape', '64', '64',
+        '--warmup', '1', '--iters', '2', '--threads', '1', '--json', out, '--profile', '5',
+        '--compare', 'model.backbone.with_cp=True;channels_last=true;dtype=bf16;mode=train'
+    ], cwd=str(tmp_path), timeout=600)
+    assert_ok(proc)
+    with open(out) as f:
+        report = json.load(f)
+    assert {'date', 'command', 'machine', 'malloc_env'} <= set(report['meta'])
+    results = report['results']
+    variant = 'model.backbone.with_cp=True;channels_last=true;dtype=bf16;mode=train'
+    # base: forward + train; the variant: train only
+    assert [(r['label'], r['mode']) for r in results] == [
+        ('base', 'forward'), ('base', 'train'), (variant, 'train')]
+    for res in results:
+        assert 'error' not in res, res.get('error')
+        assert RESULT_KEYS <= set(res), RESULT_KEYS - set(res)
+        assert set(res['latency_ms']) == {'median', 'p90', 'mean', 'min', 'max'}
+        assert res['latency_ms']['min'] <= res['latency_ms']['median'] <= \
+            res['latency_ms']['p90'] <= res['latency_ms']['max']
+        assert res['throughput'] > 0 and res['peak_memory_mb'] > 0
+        assert res['shape'] == [64, 64] and res['batch_size'] == 2 and res['threads_used'] == 1
+        assert res['memory_kind'].startswith('rss')
+        assert res['profile']['top'] and res['profile']['top'][0]['self_cpu_ms'] >= 0
+    assert results[2]['cfg_options'] == ['model.backbone.with_cp=True']
+    assert results[2]['channels_last'] and results[2]['dtype'] == 'bf16'
+    assert results[1]['optimizer'] == results[2]['optimizer'] == 'config'
+    assert results[0]['optimizer'] is None
+    # the printed table has ratios against the first variant
+    assert '| variant | mode |' in proc.stdout and '1.00x' in proc.stdout
+
+
+@pytest.mark.skipif(not osp.exists(MASK_RCNN_T), reason='Mask R-CNN configs not written yet')
+def test_backbone_only_train_of_a_detection_config():
+    """The measuring function itself (in this process): mmdet scope, backbone-only training."""
+    import torch
+    threads = torch.get_num_threads()
+    spec = dict(
+        label='base', config=MASK_RCNN_T, cfg_options=[], mode='train', batch_size=1,
+        shape=[96, 128], warmup=0, iters=1, threads=1, dtype='fp32', channels_last=False,
+        compile=False, with_cp=False, device='cpu', backbone_only=True, profile_ops=0)
+    try:
+        res = benchmark.measure(spec)
+    finally:
+        torch.set_num_threads(threads)
+    assert res['backbone_only'] and res['mode'] == 'train' and res['scope'] == 'mmdet'
+    assert res['shape'] == [96, 128] and res['optimizer'] == 'config'
+    assert res['params'] < 6e6  # the backbone alone
+    assert res['throughput'] > 0
+
+
+def test_variant_parsing():
+    base = dict(cfg_options=['a=1'], dtype='fp32', mode='both', channels_last=False,
+                compile=False, with_cp=False, batch_size=32, threads=2)
+    run = benchmark.parse_variant('model.backbone.with_cp=True;dtype=bf16;batch_size=8', base)
+    assert run['cfg_options'] == ['a=1', 'model.backbone.with_cp=True']
+    assert (run['dtype'], run['batch_size'], run['label']) == (
+        'bf16', 8, 'model.backbone.with_cp=True;dtype=bf16;batch_size=8')
+    assert base['cfg_options'] == ['a=1'] and base['dtype'] == 'fp32'
+    assert benchmark.parse_variant('compile=1;channels_last=yes', base)['compile'] is True
+    with pytest.raises(ValueError):
+        benchmark.parse_variant('dtype=fp8', base)
+    with pytest.raises(ValueError):
+        benchmark.parse_variant('nonsense', base)
+
+
+def test_percentile():
+    assert benchmark._percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert benchmark._percentile([1.0, 2.0], 90) == pytest.approx(1.9)
+    assert benchmark._percentile([7.0], 90) == 7.0

@@ -1,0 +1,672 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+"""Throughput, latency and peak memory of a config's model: inference and a training step.
+
+Every (variant, mode) runs in its own fresh subprocess, so peak memory is clean and the glibc
+malloc thresholds (without which single forwards spike 10-60x on some machines) are set before
+the interpreter starts. Examples::
+
+    # CPU, 2 threads, batch 32 at 224x224: forward and a full training step
+    python tools/analysis_tools/benchmark.py configs/eatformer/eatformer-small_8xb128_in1k.py \\
+        --batch-size 32 --threads 2 --iters 10 --warmup 3
+
+    # several variants in one run, with ratios against the first one
+    python tools/analysis_tools/benchmark.py configs/eatformer/eatformer-tiny_8xb128_in1k.py \\
+        --batch-size 32 --threads 2 --compare model.backbone.with_cp=True channels_last=True \\
+        dtype=bf16 --json tiny.json
+
+    # backbone only (training step = backbone forward + sum(outputs).backward() + optimizer)
+    python tools/analysis_tools/benchmark.py configs/mask_rcnn/eatformer_t_1x.py --backbone-only \\
+        --batch-size 2 --device cuda --dtype amp
+
+``--compare`` takes one argument per variant; an argument is ``;``-separated ``KEY=VALUE`` items.
+Items whose key is one of ``dtype``, ``channels_last``, ``compile``, ``with_cp``, ``fuse``,
+``batch_size``, ``threads`` or ``mode`` change how the variant is run; all other items override the config
+(``--cfg-options`` syntax), e.g. ``"model.backbone.with_cp=True;dtype=bf16"``. The first row is
+always the command line's own settings.
+
+Memory: on CPU the peak resident set size of the measuring process (``VmHWM``, reset after the
+model and inputs are built where ``/proc/self/clear_refs`` allows, else ``ru_maxrss``) and its
+increase over the resident size before the first iteration; on CUDA
+``torch.cuda.max_memory_allocated`` and its increase over the allocation before the first
+iteration. Throughput is ``batch / median latency``.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import os.path as osp
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+#: Run options a ``--compare`` variant may change (everything else is a config override).
+RUN_KEYS = ('dtype', 'channels_last', 'compile', 'with_cp', 'fuse', 'batch_size', 'threads',
+            'mode')
+DTYPES = ('fp32', 'bf16', 'amp')
+MODES = ('forward', 'train')
+#: glibc malloc settings of the measuring processes: no heap trimming, and large blocks from the
+#: heap rather than fresh mmap()s (32 MiB is the largest threshold glibc accepts), so freed
+#: activations are reused instead of being page-faulted in again on every iteration.
+MALLOC_ENV = {
+    'MALLOC_MMAP_THRESHOLD_': str(32 * 1024 * 1024),
+    'MALLOC_TRIM_THRESHOLD_': str(64 * 1024**3),
+    'MALLOC_TOP_PAD_': str(256 * 1024 * 1024),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(
+        description='Benchmark inference and training speed and memory of a config\'s model',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--mode',
+        choices=MODES + ('both', ),
+        default='both',
+        help='forward (torch.inference_mode, eval), train (forward + loss + backward + '
+        'optimizer step) or both (default)')
+    parser.add_argument('--batch-size', type=int, default=32, help='batch (default 32)')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        help='input H W (one value: square). Default: 224x224 for mmpretrain, 800x1280 for '
+        'mmdet, 512x2048 for mmseg')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed iterations (default 5)')
+    parser.add_argument('--iters', type=int, default=20, help='timed iterations (default 20)')
+    parser.add_argument(
+        '--threads', type=int, help='torch threads (default: torch\'s own choice)')
+    parser.add_argument(
+        '--dtype',
+        choices=DTYPES,
+        default='fp32',
+        help='fp32, bf16 (autocast to bfloat16) or amp (autocast: float16 on CUDA, bfloat16 on '
+        'CPU; with a gradient scaler for float16)')
+    parser.add_argument(
+        '--channels-last', action='store_true', help='channels_last model and input')
+    parser.add_argument(
+        '--compile', action='store_true', help='torch.compile the backbone (counts graph breaks)')
+    parser.add_argument(
+        '--with-cp',
+        action='store_true',
+        help='gradient checkpointing in the backbone (model.backbone.with_cp=True)')
+    parser.add_argument(
+        '--fuse',
+        action='store_true',
+        help='forward only: call fuse() of the model parts that have one (exact inference '
+        'folding of BatchNorms and scales)')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+    parser.add_argument(
+        '--backbone-only',
+        action='store_true',
+        help='benchmark the backbone only; its training step is forward + sum of outputs '
+        'backward + optimizer step')
+    parser.add_argument(
+        '--compare',
+        nargs='+',
+        default=[],
+        metavar='VARIANT',
+        help='more variants, each "KEY=VALUE[;KEY=VALUE...]" (see the module docstring)')
+    parser.add_argument('--json', help='write all results to this JSON file')
+    parser.add_argument(
+        '--profile',
+        type=int,
+        default=0,
+        metavar='N',
+        help='after timing, profile one more iteration with torch.profiler and report the N '
+        'ops with the most self time')
+    parser.add_argument(
+        '--timeout', type=float, default=3600, help='seconds per measuring process')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config for all variants')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker is None:
+        if args.shape is not None and len(args.shape) not in (1, 2):
+            parser.error('--shape takes H W or a single size')
+        if args.iters < 1 or args.warmup < 0 or args.batch_size < 1:
+            parser.error('--iters and --batch-size must be >= 1, --warmup >= 0')
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# Variants (parent process)
+# --------------------------------------------------------------------------------------------
+
+
+def _to_bool(value: str) -> bool:
+    if value.lower() in ('1', 'true', 'yes', 'on'):
+        return True
+    if value.lower() in ('0', 'false', 'no', 'off'):
+        return False
+    raise ValueError(f'expected a boolean, got {value!r}')
+
+
+def parse_variant(text: str, base: dict) -> dict:
+    """A ``--compare`` argument -> run settings (a copy of ``base`` with its changes)."""
+    run = dict(base, label=text, cfg_options=list(base['cfg_options']))
+    for item in filter(None, (s.strip() for s in text.split(';'))):
+        if '=' not in item:
+            raise ValueError(f'--compare item {item!r} is not KEY=VALUE')
+        key, value = item.split('=', 1)
+        key = key.strip()
+        if key == 'dtype':
+            if value not in DTYPES:
+                raise ValueError(f'dtype must be one of {DTYPES}, got {value!r}')
+            run['dtype'] = value
+        elif key == 'mode':
+            if value not in MODES + ('both', ):
+                raise ValueError(f'mode must be one of {MODES + ("both", )}, got {value!r}')
+            run['mode'] = value
+        elif key in ('channels_last', 'compile', 'with_cp', 'fuse'):
+            run[key] = _to_bool(value)
+        elif key in ('batch_size', 'threads'):
+            run[key] = int(value)
+        else:
+            run['cfg_options'].append(f'{key}={value}')
+    return run
+
+
+def base_run(args: argparse.Namespace, argv: List[str]) -> dict:
+    cfg_options = []
+    for key, value in (args.cfg_options or {}).items():
+        cfg_options.append(f'{key}={_format_override(value)}')
+    return dict(
+        label='base',
+        config=args.config,
+        cfg_options=cfg_options,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        shape=args.shape,
+        warmup=args.warmup,
+        iters=args.iters,
+        threads=args.threads,
+        dtype=args.dtype,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        with_cp=args.with_cp,
+        fuse=args.fuse,
+        device=args.device,
+        backbone_only=args.backbone_only,
+        profile_ops=args.profile)
+
+
+def _format_override(value) -> str:
+    """A parsed ``--cfg-options`` value back to its command-line form."""
+    if isinstance(value, (list, tuple)):
+        inner = ','.join(_format_override(v) for v in value)
+        return f'[{inner}]' if isinstance(value, list) else f'({inner})'
+    return str(value)
+
+
+def worker_env(threads: Optional[int]) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(MALLOC_ENV)
+    if threads:
+        for key in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+            env[key] = str(threads)
+    return env
+
+
+def launch(run: dict, mode: str, timeout: float) -> dict:
+    """Measure one (variant, mode) in a fresh interpreter; returns its result dict."""
+    spec = dict(run, mode=mode)
+    with tempfile.TemporaryDirectory(prefix='mmevo_bench_') as tmp:
+        out = osp.join(tmp, 'result.json')
+        spec['out'] = out
+        cmd = [sys.executable, osp.abspath(__file__), run['config'], '--worker', json.dumps(spec)]
+        try:
+            proc = subprocess.run(
+                cmd, env=worker_env(run['threads']), capture_output=True, text=True,
+                timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return dict(spec, error=f'timed out after {timeout:.0f} s')
+        if proc.returncode != 0 or not osp.exists(out):
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]
+            return dict(spec, error=f'exit code {proc.returncode}: ' + '\n'.join(tail))
+        with open(out) as f:
+            return json.load(f)
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring (worker process)
+# --------------------------------------------------------------------------------------------
+
+
+def _proc_status(key: str) -> Optional[int]:
+    """``/proc/self/status`` entry in bytes (Linux), e.g. ``VmRSS``, ``VmHWM``."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(key + ':'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0); False where not allowed."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss() -> int:
+    hwm = _proc_status('VmHWM')
+    if hwm is not None:
+        return hwm
+    import resource
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == 'darwin' else rss * 1024
+
+
+class MemoryMeter:
+    """Peak memory of what follows :meth:`start`, on CPU (RSS) or CUDA (allocated)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.baseline = 0
+        self.reset_ok = True
+
+    def start(self) -> None:
+        import torch
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.baseline = torch.cuda.memory_allocated(self.device)
+        else:
+            self.reset_ok = _reset_peak_rss()
+            self.baseline = _proc_status('VmRSS') or 0
+
+    def result(self) -> dict:
+        import torch
+        if self.device.type == 'cuda':
+            peak = torch.cuda.max_memory_allocated(self.device)
+            kind = 'cuda_max_memory_allocated'
+        else:
+            peak = _peak_rss()
+            kind = 'rss_vmhwm' if self.reset_ok else 'rss_maxrss_since_start'
+        mib = 1024**2
+        return dict(
+            memory_kind=kind,
+            peak_memory_mb=round(peak / mib, 1),
+            baseline_memory_mb=round(self.baseline / mib, 1),
+            peak_memory_delta_mb=round((peak - self.baseline) / mib, 1))
+
+
+def _autocast(device, dtype: str):
+    import contextlib
+
+    import torch
+    if dtype == 'fp32':
+        return contextlib.nullcontext()
+    if dtype == 'bf16' or device.type != 'cuda':
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=torch.float16)
+
+
+def _flatten_tensors(obj) -> list:
+    import torch
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _flatten_tensors(o)]
+    return []
+
+
+def _num_classes(cfg) -> int:
+    model = cfg.model
+    for path in (('head', ), ('roi_head', 'bbox_head'), ('decode_head', )):
+        node = model
+        for key in path:
+            node = node.get(key) if hasattr(node, 'get') else None
+            if node is None:
+                break
+        if isinstance(node, dict) and node.get('num_classes'):
+            return min(int(node['num_classes']), 10)
+    return 10
+
+
+def _fuse(model) -> bool:
+    """Call ``fuse()`` of the model, or of its direct children (backbone, head); True if any."""
+    if callable(getattr(model, 'fuse', None)):
+        model.fuse()
+        return True
+    found = False
+    for child in model.children():
+        if callable(getattr(child, 'fuse', None)):
+            child.fuse()
+            found = True
+    return found
+
+
+def _build_optimizer(cfg, module, backbone_only: bool):
+    """The config's optimizer (param-wise settings included) and gradient clipping."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+
+    wrapper_cfg = cfg.get('optim_wrapper')
+    clip = None
+    if wrapper_cfg is not None:
+        wrapper_cfg = wrapper_cfg.copy()
+        wrapper_cfg['type'] = 'OptimWrapper'  # autocast / scaling are done here
+        wrapper_cfg.pop('loss_scale', None)
+        clip = wrapper_cfg.get('clip_grad')
+        try:
+            return build_optim_wrapper(module, wrapper_cfg).optimizer, clip, 'config'
+        except Exception as err:  # e.g. a constructor that expects the whole model
+            if not backbone_only:
+                raise
+            print(f'[benchmark] config optimizer does not fit the backbone ({err}); '
+                  'using AdamW', file=sys.stderr)
+    return torch.optim.AdamW(module.parameters(), lr=1e-4, weight_decay=0.05), clip, 'AdamW'
+
+
+def measure(spec: dict) -> dict:
+    """Build the variant and time ``spec['mode']``; runs inside the worker process."""
+    import torch
+    from mmengine.config import Config, DictAction
+
+    import mmevo  # noqa: F401
+    from mmevo.utils.flops import (build_model_from_cfg, count_params, default_input_shape,
+                                   fake_data_samples)
+
+    if spec['threads']:
+        torch.set_num_threads(spec['threads'])
+    device = torch.device(spec['device'])
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('--device cuda but torch.cuda.is_available() is False')
+
+    cfg = Config.fromfile(spec['config'])
+    options = list(spec['cfg_options'])
+    if spec['with_cp']:
+        options.append('model.backbone.with_cp=True')
+    if options:
+        opt_parser = argparse.ArgumentParser()
+        opt_parser.add_argument('--o', nargs='+', action=DictAction)
+        cfg.merge_from_dict(opt_parser.parse_args(['--o', *options]).o)
+    scope = cfg.get('default_scope')
+    backbone_only = spec['backbone_only']
+    train = spec['mode'] == 'train'
+
+    torch.manual_seed(0)
+    model = build_model_from_cfg(cfg, backbone_only=backbone_only)
+    params = count_params(model)
+    shape = spec['shape'] or default_input_shape(scope)
+    if len(shape) == 1:
+        shape = (shape[0], shape[0])
+    height, width = shape
+    batch = spec['batch_size']
+    backbone = model if backbone_only else model.backbone
+    in_channels = getattr(backbone, 'in_channels', 3)
+    memory_format = torch.channels_last if spec['channels_last'] else torch.contiguous_format
+
+    fused = bool(spec.get('fuse')) and not train and _fuse(model)
+    model = model.to(device=device, memory_format=memory_format)
+    model.train(train)
+    x = torch.randn(batch, in_channels, height, width, device=device)
+    x = x.contiguous(memory_format=memory_format)
+    samples = None if backbone_only else fake_data_samples(
+        scope, batch, height, width, with_labels=train, num_classes=_num_classes(cfg),
+        device=device)
+
+    if spec['compile']:
+        import torch._dynamo
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        if backbone_only:
+            model = torch.compile(model)
+        else:
+            model.backbone = torch.compile(model.backbone)
+
+    autocast = _autocast(device, spec['dtype'])
+    use_scaler = train and spec['dtype'] == 'amp' and device.type == 'cuda'
+    if train:
+        optimizer, clip, optimizer_source = _build_optimizer(cfg, model, backbone_only)
+        scaler = torch.amp.GradScaler('cuda') if use_scaler else None
+        max_norm = clip.get('max_norm') if isinstance(clip, dict) else None
+
+        def step():
+            with autocast:
+                if backbone_only:
+                    loss = sum(t.float().sum() for t in _flatten_tensors(model(x)))
+                else:
+                    loss, _ = model.parse_losses(model(x, samples, mode='loss'))
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if max_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    else:
+        optimizer_source = None
+
+        def step():
+            with torch.inference_mode(), autocast:
+                if backbone_only:
+                    model(x)
+                else:
+                    model(x, samples, mode='tensor')
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    meter = MemoryMeter(device)
+    meter.start()
+    times = []
+    first_iter_s = None
+    for i in range(spec['warmup'] + spec['iters']):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        elapsed = time.perf_counter() - start
+        if i == 0:
+            first_iter_s = elapsed
+        if i >= spec['warmup']:
+            times.append(elapsed)
+    memory = meter.result()
+    profile = _profile(step, device, spec['profile_ops']) if spec.get('profile_ops') else None
+
+    times_ms = sorted(t * 1e3 for t in times)
+    median = _percentile(times_ms, 50)
+    result = dict(
+        {k: v for k, v in spec.items() if k != 'out'},
+        shape=[height, width],
+        scope=scope,
+        params=params,
+        threads_used=torch.get_num_threads(),
+        optimizer=optimizer_source,
+        fused=fused,
+        latency_ms=dict(
+            median=round(median, 3),
+            p90=round(_percentile(times_ms, 90), 3),
+            mean=round(sum(times_ms) / len(times_ms), 3),
+            min=round(times_ms[0], 3),
+            max=round(times_ms[-1], 3)),
+        throughput=round(batch / (median / 1e3), 3),
+        first_iter_s=round(first_iter_s, 3),
+        **memory)
+    if profile is not None:
+        result['profile'] = profile
+    if spec['compile']:
+        from torch._dynamo.utils import counters
+        breaks = counters.get('graph_break', {})
+        result['graph_breaks'] = int(sum(breaks.values()))
+        result['graph_break_reasons'] = [str(k)[:300] for k in list(breaks)[:10]]
+    return result
+
+
+def _profile(step, device, top: int) -> dict:
+    """One profiled iteration: the ``top`` ops by self time (CPU, or CUDA on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        step()
+    sort_by = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    events = prof.key_averages()
+    total_self = sum(e.self_cpu_time_total for e in events) or 1
+    rows = []
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        row = dict(
+            name=e.key,
+            calls=e.count,
+            self_cpu_ms=round(e.self_cpu_time_total / 1e3, 3),
+            self_cpu_pct=round(100 * e.self_cpu_time_total / total_self, 2),
+            cpu_total_ms=round(e.cpu_time_total / 1e3, 3))
+        if device.type == 'cuda':
+            row['self_device_ms'] = round(getattr(e, 'self_device_time_total', 0) / 1e3, 3)
+        rows.append(row)
+    return dict(
+        sort_by=sort_by,
+        self_cpu_total_ms=round(total_self / 1e3, 3),
+        top=rows,
+        table=events.table(sort_by=sort_by, row_limit=top))
+
+
+def _percentile(sorted_values: List[float], q: float) -> float:
+    """Linear-interpolated percentile of already sorted values."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = (len(sorted_values) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    info = dict(
+        platform=platform.platform(),
+        python=platform.python_version(),
+        cpu_count=os.cpu_count(),
+        hostname=platform.node())
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    info['cpu'] = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import torch
+        info['torch'] = torch.__version__
+        if torch.cuda.is_available():
+            info['gpu'] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def _ratio(value, base) -> str:
+    if value is None or not base:
+        return '-'
+    return f'{value / base:.2f}x'
+
+
+def format_table(results: List[dict]) -> str:
+    header = ('| variant | mode | batch | img/s | vs first | median ms | p90 ms | peak MB '
+              '| peak delta MB | delta vs first |')
+    lines = [header, '|' + '---|' * 10]
+    firsts: Dict[str, dict] = {}
+    for res in results:
+        mode = res['mode']
+        if 'error' in res:
+            lines.append(f"| {res['label']} | {mode} | {res['batch_size']} | failed: "
+                         f"{res['error'].splitlines()[-1][:80]} | | | | | | |")
+            continue
+        first = firsts.setdefault(mode, res)
+        lat = res['latency_ms']
+        lines.append(
+            f"| {res['label']} | {mode} | {res['batch_size']} | {res['throughput']:.2f} | "
+            f"{_ratio(res['throughput'], first['throughput'])} | {lat['median']:.1f} | "
+            f"{lat['p90']:.1f} | {res['peak_memory_mb']:.0f} | "
+            f"{res['peak_memory_delta_mb']:.0f} | "
+            f"{_ratio(res['peak_memory_delta_mb'], first['peak_memory_delta_mb'])} |")
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.worker is not None:
+        spec = json.loads(args.worker)
+        result = measure(spec)
+        with open(spec['out'], 'w') as f:
+            json.dump(result, f)
+        return result
+
+    base = base_run(args, argv)
+    try:
+        runs = [base] + [parse_variant(text, base) for text in args.compare]
+    except ValueError as err:
+        raise SystemExit(f'benchmark.py: error: {err}')
+    results = []
+    for run in runs:
+        modes = MODES if run['mode'] == 'both' else (run['mode'], )
+        for mode in modes:
+            print(f"[benchmark] {run['label']}: {mode} ...", flush=True)
+            res = launch(run, mode, args.timeout)
+            if 'error' in res:
+                print(f"[benchmark]   failed: {res['error']}", flush=True)
+            else:
+                print(f"[benchmark]   {res['throughput']:.2f} img/s, median "
+                      f"{res['latency_ms']['median']:.1f} ms, peak {res['peak_memory_mb']:.0f} MB "
+                      f"(+{res['peak_memory_delta_mb']:.0f} MB)", flush=True)
+            results.append(res)
+
+    meta = dict(
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        command=' '.join(shlex.quote(a) for a in ['python', sys.argv[0]] + argv),
+        machine=machine_info(),
+        malloc_env=MALLOC_ENV)
+    print()
+    print(f"{args.config} | {args.device} | threads {args.threads or 'default'} | "
+          f"{meta['date']}")
+    print(format_table(results))
+    for res in results:
+        if 'profile' in res:
+            print(f"\nProfile of one {res['mode']} iteration of {res['label']} "
+                  f"(top ops by self time):")
+            print(res['profile']['table'])
+    report = dict(meta=meta, results=results)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(report, f, indent=2)
+        print(f'results written to {args.json}')
+    return report
+
+
+if __name__ == '__main__':
+    main()
