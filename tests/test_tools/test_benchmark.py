@@ -20,7 +20,7 @@ RESULT_KEYS = {
     'label', 'config', 'mode', 'batch_size', 'shape', 'warmup', 'iters', 'threads', 'dtype',
     'channels_last', 'compile', 'with_cp', 'device', 'backbone_only', 'cfg_options', 'params',
     'latency_ms', 'throughput', 'first_iter_s', 'memory_kind', 'peak_memory_mb',
-    'peak_memory_delta_mb', 'baseline_memory_mb', 'threads_used'
+    'peak_memory_delta_mb', 'baseline_memory_mb', 'threads_used', 'page_faults_per_iter', 'fused'
 }
 
 
@@ -28,13 +28,14 @@ def test_cpu_run_with_variants_writes_json(tmp_path):
     out = str(tmp_path / 'bench.json')
     proc = run_tool([
         'analysis_tools/benchmark.py', MOBILE, '--batch-size', '2', '--shape', '64', '64',
-        '--warmup', '1', '--iters', '2', '--threads', '1', '--json', out, '--profile', '5',
+        '--warmup', '1', '--iters', '2', '--threads', '1', '--json', out, '--profile', '5', '--fuse',
         '--compare', 'model.backbone.with_cp=True;channels_last=true;dtype=bf16;mode=train'
     ], cwd=str(tmp_path), timeout=600)
     assert_ok(proc)
     with open(out) as f:
         report = json.load(f)
-    assert {'date', 'command', 'machine', 'malloc_env'} <= set(report['meta'])
+    assert {'date', 'command', 'machine', 'malloc_env', 'loadavg_before',
+            'loadavg_after'} <= set(report['meta'])
     results = report['results']
     variant = 'model.backbone.with_cp=True;channels_last=true;dtype=bf16;mode=train'
     # base: forward + train; the variant: train only
@@ -54,6 +55,8 @@ def test_cpu_run_with_variants_writes_json(tmp_path):
     assert results[2]['channels_last'] and results[2]['dtype'] == 'bf16'
     assert results[1]['optimizer'] == results[2]['optimizer'] == 'config'
     assert results[0]['optimizer'] is None
+    # --fuse folds the inference model only
+    assert [r['fused'] for r in results] == [True, False, False]
     # the printed table has ratios against the first variant
     assert '| variant | mode |' in proc.stdout and '1.00x' in proc.stdout
 

@@ -24,11 +24,12 @@ Items whose key is one of ``dtype``, ``channels_last``, ``compile``, ``with_cp``
 (``--cfg-options`` syntax), e.g. ``"model.backbone.with_cp=True;dtype=bf16"``. The first row is
 always the command line's own settings.
 
-Memory: on CPU the peak resident set size of the measuring process (``VmHWM``, reset after the
-model and inputs are built where ``/proc/self/clear_refs`` allows, else ``ru_maxrss``) and its
-increase over the resident size before the first iteration; on CUDA
-``torch.cuda.max_memory_allocated`` and its increase over the allocation before the first
-iteration. Throughput is ``batch / median latency``.
+Memory: the peak over the timed iterations (after the warm-up), and its increase over the memory
+held before the first iteration (model and inputs; the increase thus includes optimizer state,
+gradients and activations). On CPU that is the resident set size of the measuring process
+(``VmHWM``, reset through ``/proc/self/clear_refs`` where Linux allows it, else ``ru_maxrss``
+since the process started); on CUDA ``torch.cuda.max_memory_allocated``. Throughput is
+``batch / median latency``.
 """
 import argparse
 import datetime
@@ -49,10 +50,13 @@ RUN_KEYS = ('dtype', 'channels_last', 'compile', 'with_cp', 'fuse', 'batch_size'
             'mode')
 DTYPES = ('fp32', 'bf16', 'amp')
 MODES = ('forward', 'train')
-#: glibc malloc settings of the measuring processes: no heap trimming, and large blocks from the
-#: heap rather than fresh mmap()s (32 MiB is the largest threshold glibc accepts), so freed
-#: activations are reused instead of being page-faulted in again on every iteration.
+#: glibc malloc settings of the measuring processes. By default glibc serves blocks above a
+#: (dynamic, <= 32 MiB) threshold with fresh mmap()s and returns them on free, so every
+#: iteration page-faults its large activations in again: measured on EATFormer-Tiny at batch 32,
+#: 150k page faults per forward with the threshold at its 32 MiB maximum, none with mmap() off.
+#: So: no mmap() for allocations, no heap trimming, 256 MiB heap growth steps.
 MALLOC_ENV = {
+    'MALLOC_MMAP_MAX_': '0',
     'MALLOC_MMAP_THRESHOLD_': str(32 * 1024 * 1024),
     'MALLOC_TRIM_THRESHOLD_': str(64 * 1024**3),
     'MALLOC_TOP_PAD_': str(256 * 1024 * 1024),
@@ -211,7 +215,8 @@ def _format_override(value) -> str:
 
 def worker_env(threads: Optional[int]) -> Dict[str, str]:
     env = dict(os.environ)
-    env.update(MALLOC_ENV)
+    for key, value in MALLOC_ENV.items():  # values set by the user win
+        env.setdefault(key, value)
     if threads:
         for key in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
             env[key] = str(threads)
@@ -265,6 +270,15 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where unavailable)."""
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    except ImportError:
+        return 0
+
+
 def _peak_rss() -> int:
     hwm = _proc_status('VmHWM')
     if hwm is not None:
@@ -275,7 +289,12 @@ def _peak_rss() -> int:
 
 
 class MemoryMeter:
-    """Peak memory of what follows :meth:`start`, on CPU (RSS) or CUDA (allocated)."""
+    """Peak memory of the timed iterations, on CPU (RSS) or CUDA (allocated).
+
+    ``start()`` (before the first iteration) records the baseline, the model and inputs;
+    ``restart_peak()`` (after the warm-up) forgets warm-up transients such as
+    ``torch.compile``'s; the peak is then that of the timed iterations.
+    """
 
     def __init__(self, device):
         self.device = device
@@ -291,6 +310,14 @@ class MemoryMeter:
         else:
             self.reset_ok = _reset_peak_rss()
             self.baseline = _proc_status('VmRSS') or 0
+
+    def restart_peak(self) -> None:
+        import torch
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif self.reset_ok:
+            _reset_peak_rss()
 
     def result(self) -> dict:
         import torch
@@ -479,7 +506,12 @@ def measure(spec: dict) -> dict:
     meter.start()
     times = []
     first_iter_s = None
+    faults = 0
     for i in range(spec['warmup'] + spec['iters']):
+        if i == spec['warmup']:
+            faults = _minor_faults()
+            if i > 0:
+                meter.restart_peak()
         sync()
         start = time.perf_counter()
         step()
@@ -490,6 +522,7 @@ def measure(spec: dict) -> dict:
         if i >= spec['warmup']:
             times.append(elapsed)
     memory = meter.result()
+    faults = _minor_faults() - faults
     profile = _profile(step, device, spec['profile_ops']) if spec.get('profile_ops') else None
 
     times_ms = sorted(t * 1e3 for t in times)
@@ -510,6 +543,7 @@ def measure(spec: dict) -> dict:
             max=round(times_ms[-1], 3)),
         throughput=round(batch / (median / 1e3), 3),
         first_iter_s=round(first_iter_s, 3),
+        page_faults_per_iter=round(faults / spec['iters']),
         **memory)
     if profile is not None:
         result['profile'] = profile
@@ -589,6 +623,14 @@ def machine_info() -> dict:
     return info
 
 
+def _loadavg() -> Optional[List[float]]:
+    """1/5/15-minute load averages: other processes competing for the cores skew timings."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _ratio(value, base) -> str:
     if value is None or not base:
         return '-'
@@ -632,6 +674,7 @@ def main(argv=None) -> dict:
         runs = [base] + [parse_variant(text, base) for text in args.compare]
     except ValueError as err:
         raise SystemExit(f'benchmark.py: error: {err}')
+    load_before = _loadavg()
     results = []
     for run in runs:
         modes = MODES if run['mode'] == 'both' else (run['mode'], )
@@ -650,10 +693,12 @@ def main(argv=None) -> dict:
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         command=' '.join(shlex.quote(a) for a in ['python', sys.argv[0]] + argv),
         machine=machine_info(),
-        malloc_env=MALLOC_ENV)
+        malloc_env=MALLOC_ENV,
+        loadavg_before=load_before,
+        loadavg_after=_loadavg())
     print()
     print(f"{args.config} | {args.device} | threads {args.threads or 'default'} | "
-          f"{meta['date']}")
+          f"{meta['date']} | load average before/after {load_before} / {meta['loadavg_after']}")
     print(format_table(results))
     for res in results:
         if 'profile' in res:
