@@ -90,10 +90,12 @@ def main(argv=None) -> dict:
               ', '.join(f'{k.split("::")[-1]} x{n}' for k, n in result.uncounted_ops.items()))
     print(line)
     print('Published EATFormer classification FLOPs are fvcore counts (first figure); the '
-          'published\ndetection/segmentation FLOPs leave out attention matmuls (second figure).')
+          'published\ndetection/segmentation FLOPs leave out attention matmuls (second figure).',
+          flush=True)
     if args.show_table:
-        from mmengine.analysis import flop_count_table
-        print(flop_count_table(analyzer, max_depth=args.show_table, show_param_shapes=False))
+        from mmengine.analysis.print_helper import complexity_stats_table
+        print(complexity_stats_table(analyzer, max_depth=args.show_table,
+                                     show_param_shapes=False))
 
     out = dict(config=args.config, backbone_only=args.backbone_only,
                scope=cfg.get('default_scope'), **result.to_dict())
