@@ -126,7 +126,37 @@ def _draw_cls(image, sample, classes, size: int = 160):
     return np.asarray(canvas)
 
 
-def visualize(runner, task: str, out_dir: str, num: int) -> str:
+def _upscale(image, sample, task: str, factor: int):
+    """Enlarge a small image and its drawn results (nearest neighbour) for readable drawings."""
+    import torch
+    import torch.nn.functional as F
+    from mmengine.structures import PixelData
+    image = np.repeat(np.repeat(image, factor, 0), factor, 1)
+    h, w = image.shape[:2]
+    if task == 'seg':
+        for key in ('gt_sem_seg', 'pred_sem_seg'):
+            if key in sample:
+                data = sample.get(key).data
+                setattr(sample, key, PixelData(data=F.interpolate(
+                    data[None].float(), size=(h, w), mode='nearest')[0].to(data.dtype)))
+    else:
+        for key in ('gt_instances', 'pred_instances'):
+            if key not in sample:
+                continue
+            instances = sample.get(key)
+            instances.bboxes = instances.bboxes * factor
+            masks = instances.get('masks')
+            if masks is None:
+                continue
+            if not isinstance(masks, torch.Tensor):  # mmdet BitmapMasks / PolygonMasks
+                instances.masks = masks.resize((h, w))
+            elif len(masks):
+                instances.masks = F.interpolate(
+                    masks[:, None].float(), size=(h, w), mode='nearest')[:, 0].bool()
+    return image
+
+
+def visualize(runner, task: str, out_dir: str, num: int, min_side: int = 256) -> str:
     """Draw predictions of the trained model on the first ``num`` validation images.
 
     Detection and segmentation use the task library's visualizer (ground truth left,
@@ -155,6 +185,9 @@ def visualize(runner, task: str, out_dir: str, num: int) -> str:
             tile = _draw_cls(image, sample, dataset.metainfo['classes'])
             Image.fromarray(tile).save(out_file)
         else:
+            factor = max(1, min_side // min(image.shape[:2]))
+            if factor > 1:
+                image = _upscale(image, sample, task, factor)
             kwargs = dict(pred_score_thr=0.5) if task == 'det' else dict()
             visualizer.add_datasample(
                 name, image, sample, draw_gt=True, draw_pred=True, show=False,

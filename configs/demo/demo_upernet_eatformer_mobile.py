@@ -25,13 +25,20 @@ model = dict(
         arch='mobile',
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.),
+    # PyTorch's default init for the classifiers: from scratch, mmseg's N(0, 0.01) conv_seg init
+    # leaves some classes unlearnt for hundreds of iterations.
     decode_head=dict(
         in_channels=[48, 64, 160, 256],
         channels=64,
         num_classes=num_classes,
-        norm_cfg=norm_cfg),
+        norm_cfg=norm_cfg,
+        init_cfg=None),
     auxiliary_head=dict(
-        in_channels=160, channels=32, num_classes=num_classes, norm_cfg=norm_cfg))
+        in_channels=160,
+        channels=32,
+        num_classes=num_classes,
+        norm_cfg=norm_cfg,
+        init_cfg=None))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -65,3 +72,5 @@ param_scheduler = [
 default_hooks = dict(
     logger=dict(interval=10), checkpoint=dict(interval=200, max_keep_ckpts=1))
 randomness = dict(seed=0)
+# Let the image show through the drawn masks (the background is a class here).
+visualizer = dict(alpha=0.5)
