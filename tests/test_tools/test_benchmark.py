@@ -20,7 +20,8 @@ RESULT_KEYS = {
     'label', 'config', 'mode', 'batch_size', 'shape', 'warmup', 'iters', 'threads', 'dtype',
     'channels_last', 'compile', 'with_cp', 'device', 'backbone_only', 'cfg_options', 'params',
     'latency_ms', 'throughput', 'first_iter_s', 'memory_kind', 'peak_memory_mb',
-    'peak_memory_delta_mb', 'baseline_memory_mb', 'threads_used', 'page_faults_per_iter', 'fused'
+    'peak_memory_delta_mb', 'baseline_memory_mb', 'threads_used', 'page_faults_per_iter', 'fused',
+    'other_load', 'attempts'
 }
 
 

@@ -30,6 +30,12 @@ gradients and activations). On CPU that is the resident set size of the measurin
 (``VmHWM``, reset through ``/proc/self/clear_refs`` where Linux allows it, else ``ru_maxrss``
 since the process started); on CUDA ``torch.cuda.max_memory_allocated``. Throughput is
 ``batch / median latency``.
+
+Shared machines: "other load" is the number of cores other processes kept busy, on average,
+during the timed iterations (from ``/proc/stat`` minus the measuring process's own CPU time).
+Timings with other load are not comparable (with 2 threads on 2 cores OpenMP threads then wait
+on each other and forwards slow down by up to 10x). ``--wait-idle 600 --max-other-load 0.1``
+waits for a quiet machine and measures again when someone else got busy.
 """
 import argparse
 import datetime
@@ -128,6 +134,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         'ops with the most self time')
     parser.add_argument(
         '--timeout', type=float, default=3600, help='seconds per measuring process')
+    parser.add_argument(
+        '--wait-idle',
+        type=float,
+        default=0,
+        metavar='SECONDS',
+        help='on a shared machine: before each measurement wait up to this long until other '
+        'processes use less than a quarter of a core')
+    parser.add_argument(
+        '--max-other-load',
+        type=float,
+        metavar='CORES',
+        help='re-measure (up to --retries times) when other processes kept more than this many '
+        'cores busy on average during the timed iterations (reported as "other load")')
+    parser.add_argument(
+        '--retries', type=int, default=2, help='re-measurements allowed by --max-other-load')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -268,6 +289,40 @@ def _reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def _busy_cpu_seconds() -> Optional[float]:
+    """CPU seconds all processes of the machine spent busy so far (Linux ``/proc/stat``)."""
+    try:
+        with open('/proc/stat') as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf('SC_CLK_TCK')
+
+
+def _other_load(busy0: Optional[float], own0: float, wall0: float) -> Optional[float]:
+    """Cores kept busy by *other* processes since ``(busy0, own0, wall0)``, on average."""
+    busy = _busy_cpu_seconds()
+    if busy is None or busy0 is None:
+        return None
+    wall = time.perf_counter() - wall0
+    return max(0., (busy - busy0) - (time.process_time() - own0)) / max(wall, 1e-9)
+
+
+def wait_for_idle(max_wait: float, threshold: float = 0.25, window: float = 3.) -> float:
+    """Wait (at most ``max_wait`` s) until other processes use < ``threshold`` cores.
+
+    Returns the load of the last ``window``-second sample.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy0, own0, wall0 = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
+        time.sleep(window)
+        load = _other_load(busy0, own0, wall0)
+        if load is None or load < threshold or time.monotonic() >= deadline:
+            return load if load is not None else 0.
 
 
 def _minor_faults() -> int:
@@ -510,6 +565,7 @@ def measure(spec: dict) -> dict:
     for i in range(spec['warmup'] + spec['iters']):
         if i == spec['warmup']:
             faults = _minor_faults()
+            busy0, own0, wall0 = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
             if i > 0:
                 meter.restart_peak()
         sync()
@@ -523,6 +579,7 @@ def measure(spec: dict) -> dict:
             times.append(elapsed)
     memory = meter.result()
     faults = _minor_faults() - faults
+    other_load = _other_load(busy0, own0, wall0)
     profile = _profile(step, device, spec['profile_ops']) if spec.get('profile_ops') else None
 
     times_ms = sorted(t * 1e3 for t in times)
@@ -544,6 +601,7 @@ def measure(spec: dict) -> dict:
         throughput=round(batch / (median / 1e3), 3),
         first_iter_s=round(first_iter_s, 3),
         page_faults_per_iter=round(faults / spec['iters']),
+        other_load=None if other_load is None else round(other_load, 2),
         **memory)
     if profile is not None:
         result['profile'] = profile
@@ -639,14 +697,14 @@ def _ratio(value, base) -> str:
 
 def format_table(results: List[dict]) -> str:
     header = ('| variant | mode | batch | img/s | vs first | median ms | p90 ms | peak MB '
-              '| peak delta MB | delta vs first |')
-    lines = [header, '|' + '---|' * 10]
+              '| peak delta MB | delta vs first | other load |')
+    lines = [header, '|' + '---|' * 11]
     firsts: Dict[str, dict] = {}
     for res in results:
         mode = res['mode']
         if 'error' in res:
             lines.append(f"| {res['label']} | {mode} | {res['batch_size']} | failed: "
-                         f"{res['error'].splitlines()[-1][:80]} | | | | | | |")
+                         f"{res['error'].splitlines()[-1][:80]} | | | | | | | |")
             continue
         first = firsts.setdefault(mode, res)
         lat = res['latency_ms']
@@ -655,7 +713,8 @@ def format_table(results: List[dict]) -> str:
             f"{_ratio(res['throughput'], first['throughput'])} | {lat['median']:.1f} | "
             f"{lat['p90']:.1f} | {res['peak_memory_mb']:.0f} | "
             f"{res['peak_memory_delta_mb']:.0f} | "
-            f"{_ratio(res['peak_memory_delta_mb'], first['peak_memory_delta_mb'])} |")
+            f"{_ratio(res['peak_memory_delta_mb'], first['peak_memory_delta_mb'])} | "
+            f"{res.get('other_load', '-')} |")
     return '\n'.join(lines)
 
 
@@ -680,13 +739,24 @@ def main(argv=None) -> dict:
         modes = MODES if run['mode'] == 'both' else (run['mode'], )
         for mode in modes:
             print(f"[benchmark] {run['label']}: {mode} ...", flush=True)
-            res = launch(run, mode, args.timeout)
+            for attempt in range(args.retries + 1):
+                if args.wait_idle:
+                    wait_for_idle(args.wait_idle)
+                res = launch(run, mode, args.timeout)
+                busy = res.get('other_load')
+                if (args.max_other_load is None or 'error' in res or busy is None
+                        or busy <= args.max_other_load or attempt == args.retries):
+                    break
+                print(f'[benchmark]   other processes kept {busy:.2f} cores busy: '
+                      'measuring again', flush=True)
+            res['attempts'] = attempt + 1
             if 'error' in res:
                 print(f"[benchmark]   failed: {res['error']}", flush=True)
             else:
                 print(f"[benchmark]   {res['throughput']:.2f} img/s, median "
                       f"{res['latency_ms']['median']:.1f} ms, peak {res['peak_memory_mb']:.0f} MB "
-                      f"(+{res['peak_memory_delta_mb']:.0f} MB)", flush=True)
+                      f"(+{res['peak_memory_delta_mb']:.0f} MB), other load "
+                      f"{res.get('other_load')}", flush=True)
             results.append(res)
 
     meta = dict(
