@@ -92,6 +92,32 @@ def _tiny_eatformer(backbone: ConfigDict) -> list:
     return [tiny['embed_dims'][i] for i in out_indices]
 
 
+def _narrow_two_stage(model: ConfigDict, width: int) -> None:
+    """Narrow an FPN two-stage detector (Mask R-CNN) and sample fewer RoIs.
+
+    The one step checks the wiring; 256-channel heads on 512 RoIs spend ~15 s in mmcv's CPU
+    RoIAlign backward alone.
+    """
+    model.neck.out_channels = width
+    if model.get('rpn_head'):
+        model.rpn_head.in_channels = width
+        model.rpn_head.feat_channels = width
+    roi = model.roi_head
+    for name in ('bbox_roi_extractor', 'mask_roi_extractor'):
+        if roi.get(name):
+            roi[name].out_channels = width
+    if roi.get('bbox_head'):
+        roi.bbox_head.in_channels = width
+        if 'fc_out_channels' in roi.bbox_head:
+            roi.bbox_head.fc_out_channels = 2 * width
+    if roi.get('mask_head'):
+        roi.mask_head.in_channels = width
+        roi.mask_head.conv_out_channels = width
+    rcnn = model.get('train_cfg', {}).get('rcnn')
+    if rcnn and rcnn.get('sampler'):
+        rcnn.sampler.num = 64
+
+
 def _shrink(model: ConfigDict) -> None:
     backbone = model.backbone
     if backbone.get('type') != 'mmevo.EATFormer':
@@ -120,6 +146,8 @@ def _shrink(model: ConfigDict) -> None:
     if preprocessor is not None and preprocessor.get('size') is not None:
         preprocessor.size = None  # no padding of the tiny inputs to the training crop
         preprocessor.size_divisor = 32
+    if model.get('roi_head') and model.get('neck', {}).get('out_channels'):
+        _narrow_two_stage(model, 32)
     neck_type = model.neck.get('type') if model.get('neck') else None
     if model.get('head') and neck_type in (None, 'GlobalAveragePooling'):
         model.head.in_channels = dims[-1]
