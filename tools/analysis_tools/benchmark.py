@@ -764,6 +764,8 @@ def main(argv=None) -> dict:
         command=' '.join(shlex.quote(a) for a in ['python', sys.argv[0]] + argv),
         machine=machine_info(),
         malloc_env=MALLOC_ENV,
+        threading_env={k: v for k, v in sorted(os.environ.items())
+                       if k.startswith(('OMP_', 'GOMP_', 'KMP_', 'MKL_', 'MALLOC_'))},
         loadavg_before=load_before,
         loadavg_after=_loadavg())
     print()
