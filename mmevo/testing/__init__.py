@@ -2,8 +2,9 @@
 """Helpers for tests of mmevo and of projects built on it (parity fixtures, tiny inputs)."""
 from .parity import (ClassifierUnderTest, assert_parity, find_parity_file,
                      load_parity_fixture, load_parity_manifest)
+from .reference import as_reference
 
 __all__ = [
-    'ClassifierUnderTest', 'assert_parity', 'find_parity_file', 'load_parity_fixture',
+    'ClassifierUnderTest', 'as_reference', 'assert_parity', 'find_parity_file', 'load_parity_fixture',
     'load_parity_manifest'
 ]

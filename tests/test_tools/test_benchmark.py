@@ -62,7 +62,6 @@ def test_cpu_run_with_variants_writes_json(tmp_path):
     assert '| variant | mode |' in proc.stdout and '1.00x' in proc.stdout
 
 
-@pytest.mark.skipif(not osp.exists(MASK_RCNN_T), reason='Mask R-CNN configs not written yet')
 def test_backbone_only_train_of_a_detection_config():
     """The measuring function itself (in this process): mmdet scope, backbone-only training."""
     import torch
@@ -81,6 +80,37 @@ def test_backbone_only_train_of_a_detection_config():
     assert res['throughput'] > 0
 
 
+def _in_process(**overrides) -> dict:
+    import torch
+    threads = torch.get_num_threads()
+    spec = dict(
+        label='base', config=MOBILE, cfg_options=[], mode='forward', batch_size=1,
+        shape=[64, 64], warmup=0, iters=1, threads=1, dtype='fp32', channels_last=False,
+        compile=False, with_cp=False, fuse=False, reference=False, device='cpu',
+        backbone_only=False, profile_ops=3)
+    spec.update(overrides)
+    try:
+        return benchmark.measure(spec)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_reference_baseline_runs_the_straightforward_formulation():
+    """--reference swaps in mmevo.testing.as_reference: explicit softmax attention (no SDPA
+    kernel in the profile) on the same model, for forward and training steps."""
+    for mode in ('forward', 'train'):
+        fast = _in_process(mode=mode)
+        ref = _in_process(mode=mode, reference=True)
+        assert ref['reference'] and ref['params'] == fast['params'] and ref['throughput'] > 0
+    ops = lambda res: ' '.join(row['name'] for row in res['profile']['top'])  # noqa: E731
+    fast = _in_process(profile_ops=200)
+    ref = _in_process(reference=True, profile_ops=200)
+    assert 'scaled_dot_product' in ops(fast) and 'scaled_dot_product' not in ops(ref)
+    assert 'aten::softmax' in ops(ref)
+    with pytest.raises(ValueError, match='neither with_cp nor fuse'):
+        _in_process(mode='train', reference=True, with_cp=True)
+
+
 def test_variant_parsing():
     base = dict(cfg_options=['a=1'], dtype='fp32', mode='both', channels_last=False,
                 compile=False, with_cp=False, batch_size=32, threads=2)
@@ -90,6 +120,8 @@ def test_variant_parsing():
         'bf16', 8, 'model.backbone.with_cp=True;dtype=bf16;batch_size=8')
     assert base['cfg_options'] == ['a=1'] and base['dtype'] == 'fp32'
     assert benchmark.parse_variant('compile=1;channels_last=yes', base)['compile'] is True
+    assert benchmark.parse_variant('reference=false', dict(base, reference=True))['reference'] \
+        is False
     with pytest.raises(ValueError):
         benchmark.parse_variant('dtype=fp8', base)
     with pytest.raises(ValueError):

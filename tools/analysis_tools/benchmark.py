@@ -14,13 +14,19 @@ the interpreter starts. Examples::
         --batch-size 32 --threads 2 --compare model.backbone.with_cp=True channels_last=True \\
         dtype=bf16 --json tiny.json
 
+    # the fast path against the straightforward formulation of the same model and weights
+    # (mmevo.testing.as_reference: explicit softmax(q k^T) v, padded window copies, ...)
+    python tools/analysis_tools/benchmark.py configs/eatformer/eatformer-small_8xb128_in1k.py \\
+        --batch-size 32 --threads 2 --reference --compare reference=false \\
+        "reference=false;channels_last=true;fuse=true" "reference=false;with_cp=true"
+
     # backbone only (training step = backbone forward + sum(outputs).backward() + optimizer)
     python tools/analysis_tools/benchmark.py configs/mask_rcnn/eatformer_t_1x.py --backbone-only \\
         --batch-size 2 --device cuda --dtype amp
 
 ``--compare`` takes one argument per variant; an argument is ``;``-separated ``KEY=VALUE`` items.
 Items whose key is one of ``dtype``, ``channels_last``, ``compile``, ``with_cp``, ``fuse``,
-``batch_size``, ``threads`` or ``mode`` change how the variant is run; all other items override the config
+``reference``, ``batch_size``, ``threads`` or ``mode`` change how the variant is run; all other items override the config
 (``--cfg-options`` syntax), e.g. ``"model.backbone.with_cp=True;dtype=bf16"``. The first row is
 always the command line's own settings.
 
@@ -52,8 +58,8 @@ import time
 from typing import Dict, List, Optional
 
 #: Run options a ``--compare`` variant may change (everything else is a config override).
-RUN_KEYS = ('dtype', 'channels_last', 'compile', 'with_cp', 'fuse', 'batch_size', 'threads',
-            'mode')
+RUN_KEYS = ('dtype', 'channels_last', 'compile', 'with_cp', 'fuse', 'reference', 'batch_size',
+            'threads', 'mode')
 DTYPES = ('fp32', 'bf16', 'amp')
 MODES = ('forward', 'train')
 #: glibc malloc settings of the measuring processes. By default glibc serves blocks above a
@@ -112,6 +118,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='forward only: call fuse() of the model parts that have one (exact inference '
         'folding of BatchNorms and scales)')
+    parser.add_argument(
+        '--reference',
+        action='store_true',
+        help='run the backbone\'s straightforward baseline formulation on the same weights '
+        '(mmevo.testing.as_reference), to measure the fast path against it')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument(
         '--backbone-only',
@@ -193,7 +204,7 @@ def parse_variant(text: str, base: dict) -> dict:
             if value not in MODES + ('both', ):
                 raise ValueError(f'mode must be one of {MODES + ("both", )}, got {value!r}')
             run['mode'] = value
-        elif key in ('channels_last', 'compile', 'with_cp', 'fuse'):
+        elif key in ('channels_last', 'compile', 'with_cp', 'fuse', 'reference'):
             run[key] = _to_bool(value)
         elif key in ('batch_size', 'threads'):
             run[key] = int(value)
@@ -207,7 +218,7 @@ def base_run(args: argparse.Namespace, argv: List[str]) -> dict:
     for key, value in (args.cfg_options or {}).items():
         cfg_options.append(f'{key}={_format_override(value)}')
     return dict(
-        label='base',
+        label='base (reference)' if args.reference else 'base',
         config=args.config,
         cfg_options=cfg_options,
         mode=args.mode,
@@ -221,6 +232,7 @@ def base_run(args: argparse.Namespace, argv: List[str]) -> dict:
         compile=args.compile,
         with_cp=args.with_cp,
         fuse=args.fuse,
+        reference=args.reference,
         device=args.device,
         backbone_only=args.backbone_only,
         profile_ops=args.profile)
@@ -499,6 +511,14 @@ def measure(spec: dict) -> dict:
     in_channels = getattr(backbone, 'in_channels', 3)
     memory_format = torch.channels_last if spec['channels_last'] else torch.contiguous_format
 
+    if spec.get('reference'):
+        from mmevo.testing import as_reference
+        if spec['with_cp'] or spec.get('fuse'):
+            raise ValueError('the reference formulation has neither with_cp nor fuse()')
+        if backbone_only:
+            model = as_reference(model)
+        else:
+            model.backbone = as_reference(model.backbone)
     fused = bool(spec.get('fuse')) and not train and _fuse(model)
     model = model.to(device=device, memory_format=memory_format)
     model.train(train)

@@ -6,7 +6,8 @@ from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 
 from mmevo.models import EATFormer, EATFormerClsHead
 from mmevo.models.layers import mmcv_ops_available
-from mmevo.testing import ClassifierUnderTest, assert_parity, load_parity_fixture
+from mmevo.testing import (ClassifierUnderTest, as_reference, assert_parity,
+                           load_parity_fixture)
 from mmevo.utils.converters import convert_eatformer, official_kwargs_to_mmevo
 
 CLS_CASES = ['eatformer_mobile', 'eatformer_mdmsa_small', 'eatformer_msa_small',
@@ -73,3 +74,17 @@ def test_parity_fused(fixture):
     bn_after = sum(isinstance(m, _BatchNorm) for m in model.modules())
     assert bn_after < bn_before * 0.6
     assert_parity(fixture, model, stage_fn=model.backbone)
+
+
+def test_reference_formulation_parity(fixture):
+    """The benchmark baseline (``benchmark.py --reference``: explicit attention, padded window
+    copies, stacked branches) reproduces the official outputs too, so ratios against it compare
+    the same model."""
+    model = build_port(fixture)
+    model.backbone = as_reference(model.backbone)
+    assert_parity(fixture, model, stage_fn=model.backbone)
+
+
+def test_reference_of_an_unknown_backbone():
+    with pytest.raises(TypeError, match='no reference formulation of Linear'):
+        as_reference(torch.nn.Linear(2, 2))
