@@ -82,8 +82,15 @@ def gli_op(op: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return msa(op, x)
     if isinstance(op, MDMSA):
         return mdmsa(op, x)
-    if isinstance(op, (ConvOp, DeformConvOp)):
-        return op(x)
+    if isinstance(op, ConvOp):
+        return op.pwconv(F.silu(op.norm(op.dwconv(x))))
+    if isinstance(op, DeformConvOp):
+        offset = op.offset_conv(x)
+        mask = None
+        if op.modulated:
+            offset, mask = offset.split([op.num_offsets, op.num_offsets // 2], dim=1)
+            mask = mask.sigmoid()
+        return op.pwconv(F.silu(op.norm(op.dcn(x, offset, mask))))
     raise TypeError(type(op))
 
 
@@ -148,7 +155,9 @@ class ReferenceEATFormer(nn.Module):
 
     def __init__(self, model: EATFormer):
         super().__init__()
-        self.model = model
+        # The official layout: NCHW-contiguous weights and maps.
+        model.channels_last = False
+        self.model = model.to(memory_format=torch.contiguous_format)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         return reference_forward(self.model, x)

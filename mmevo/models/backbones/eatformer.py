@@ -97,7 +97,7 @@ class EATFormer(BaseBackbone):
     A paper-faithful port of `EATFormer <https://arxiv.org/abs/2206.09325>`_: a two-layer MSRA stem
     (stride 4), then four stages of :class:`EATBlock` (``FFN(GLI(MSRA(x)))``) at strides
     4/8/16/32. GLI mixes a convolution with windowed MSA or Modulated Deformable MSA (MD-MSA) in
-    stages 3-4. All maps stay NCHW. Official checkpoints load after
+    stages 3-4. Maps are NCHW tensors (channels-last strided by default). Official checkpoints load after
     ``tools/model_converters/eatformer_to_mmevo.py``.
 
     Args:
@@ -135,7 +135,12 @@ class EATFormer(BaseBackbone):
         frozen_stages (int): -1: none; 0: the stem; ``i``: the stem and stages ``0..i-1``
             (mmdet semantics). Defaults to -1.
         norm_eval (bool): Keep BN layers in eval mode while training. Defaults to False.
-        with_cp (bool): Gradient checkpointing of every block. Defaults to False.
+        with_cp (bool): Gradient checkpointing of the stem and of every block. Defaults to
+            False.
+        channels_last (bool): Run on channels-last (NHWC-strided) maps: the same values, and
+            oneDNN's convolutions, above all the depth-wise ones and their backward, are much
+            faster that way on CPU (training steps ~1.4x). The outputs are then channels-last
+            tensors, which every OpenMMLab neck and head accepts. Defaults to True.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``
             loads strictly: missing or unexpected keys are an error.
 
@@ -201,6 +206,7 @@ class EATFormer(BaseBackbone):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 channels_last: bool = True,
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self.parse_arch(arch)
@@ -222,6 +228,7 @@ class EATFormer(BaseBackbone):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.channels_last = channels_last
 
         c0 = self.embed_dims[0]
         stem_cfg = dict(kernel_size=3, stride=2, dilations=[1], weighted=False, skip=False,
@@ -272,6 +279,13 @@ class EATFormer(BaseBackbone):
             self.stages.append(nn.Sequential(*blocks))
         self.fused = False
         self._freeze_stages()
+        self._set_memory_format()
+
+    def _set_memory_format(self) -> None:
+        # Weights in the layout of the maps: oneDNN then needs no reorder per call (in-place
+        # optimizer updates and load_state_dict keep the layout).
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
@@ -338,7 +352,12 @@ class EATFormer(BaseBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self._check_input(x)
-        x = self.stem(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.with_cp and torch.is_grad_enabled() and self.stem[0].proj.weight.requires_grad:
+            x = cp.checkpoint(self.stem, x, use_reentrant=False)
+        else:
+            x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
@@ -363,6 +382,7 @@ class EATFormer(BaseBackbone):
             block.msra.fuse()
             block.gli.fuse()
             block.ffn.fuse()
+        self._set_memory_format()
         self.fused = True
         return self
 

@@ -1,5 +1,6 @@
 # Copyright (c) mmevo contributors. All rights reserved.
 """Building blocks shared by mmevo's backbones (plain modules, not registered)."""
+from .act_conv import act_conv
 from .attention import MCA, MDMSA, WindowMSA
 from .deform import (DeformConv2d, deform_conv2d, mmcv_ops_available,
                      modulated_deform_sample)
@@ -12,7 +13,7 @@ from .window import (grid_window_heads, grid_window_layout,
                      grid_window_merge_heads, grid_window_partition)
 
 __all__ = [
-    'MCA', 'MDMSA', 'WindowMSA', 'DeformConv2d', 'deform_conv2d', 'mmcv_ops_available',
+    'act_conv', 'MCA', 'MDMSA', 'WindowMSA', 'DeformConv2d', 'deform_conv2d', 'mmcv_ops_available',
     'modulated_deform_sample', 'ConvFFN', 'GLI', 'ConvOp', 'DeformConvOp', 'MSRA',
     'interleave_channels', 'TRHead', 'LayerNorm2d', 'build_eat_norm', 'grid_window_heads',
     'grid_window_layout', 'grid_window_merge_heads', 'grid_window_partition'

@@ -32,8 +32,18 @@ class _LayerScaled(nn.Module):
     proj: nn.Conv2d
     gamma: torch.Tensor
 
-    def scale_output(self, out: torch.Tensor) -> torch.Tensor:
-        return out if self.gamma is None else out * self.gamma.view(-1, 1, 1)
+    proj_drop: nn.Dropout
+
+    def project(self, out: torch.Tensor) -> torch.Tensor:
+        """``gamma * proj_drop(proj(out))``."""
+        if self.gamma is None:
+            return self.proj_drop(self.proj(out))
+        if self.proj_drop.p == 0 or not self.training:
+            # gamma scales the projection's weights instead of its output, so autograd need
+            # not keep the projected map for gamma's gradient.
+            return F.conv2d(out, self.proj.weight * self.gamma.view(-1, 1, 1, 1),
+                            self.proj.bias * self.gamma if self.proj.bias is not None else None)
+        return self.proj_drop(self.proj(out)) * self.gamma.view(-1, 1, 1)
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:
@@ -80,8 +90,7 @@ class WindowMSA(_LayerScaled):
         qkv = self.qkv(pad_to_windows(x, grid))
         q, k, v = grid_window_heads(qkv, grid, 3, self.num_heads)
         out = _attention(q, k, v, self.attn_drop if self.training else 0.)
-        out = self.proj_drop(self.proj(grid_window_merge_heads(out, grid)))
-        return self.scale_output(out)
+        return self.project(grid_window_merge_heads(out, grid))
 
 
 class MDMSA(_LayerScaled):
@@ -181,8 +190,7 @@ class MDMSA(_LayerScaled):
         q = q.reshape(Bw, self.num_heads, C // self.num_heads, h * w).transpose(-1, -2)
         k, v = kv.transpose(-1, -2).unbind(1)
         out = _attention(q, k, v, self.attn_drop if self.training else 0.)
-        out = self.proj_drop(self.proj(grid_window_merge_heads(out, grid)))
-        return self.scale_output(out)
+        return self.project(grid_window_merge_heads(out, grid))
 
 
 class MCA(nn.Module):

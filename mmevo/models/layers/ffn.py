@@ -3,8 +3,10 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
+from .act_conv import act_conv
 from .fuse import fold_bn_before_conv, is_bn, scale_conv_output
 from .norm import build_eat_norm
+from .residual import add_residual
 
 
 class ConvFFN(nn.Module):
@@ -39,12 +41,16 @@ class ConvFFN(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.drop(self.fc2(self.drop(self.act(self.fc1(self.norm(x))))))
-        if self.gamma is None:
-            return x + self.drop_path(y)
-        if isinstance(self.drop_path, nn.Identity) or not self.training:
-            return torch.addcmul(x, y, self.gamma.view(-1, 1, 1))  # x + gamma * y, one pass
-        return x + self.drop_path(y * self.gamma.view(-1, 1, 1))
+        h = self.fc1(self.norm(x))
+        if self.drop.p == 0 and isinstance(self.act, nn.GELU) and self.act.approximate == 'none':
+            # gamma scales fc2's weights, so neither fc2's input nor its output is kept for
+            # backward (only h, from which GELU is recomputed).
+            y = act_conv(h, 'gelu', self.fc2, scale=self.gamma)
+        else:
+            y = self.drop(self.fc2(self.drop(self.act(h))))
+            if self.gamma is not None:
+                y = y * self.gamma.view(-1, 1, 1)
+        return add_residual(x, y, self.drop_path)
 
     @torch.no_grad()
     def fuse(self) -> None:

@@ -3,13 +3,14 @@ from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
+from .act_conv import act_conv
 from .attention import MDMSA, WindowMSA
 from .deform import DeformConv2d
 from .fuse import fold_bn_after_conv, is_bn, scale_conv_output
 from .norm import build_eat_norm
+from .residual import add_residual
 from .window import WindowSize
 
 #: Accepted op names of GLI, with the short aliases of the official code.
@@ -34,7 +35,7 @@ class ConvOp(nn.Module):
         self.pwconv = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pwconv(F.silu(self.norm(self.dwconv(x)), inplace=True))
+        return act_conv(self.norm(self.dwconv(x)), 'silu', self.pwconv, inplace=True)
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:
@@ -82,7 +83,7 @@ class DeformConvOp(nn.Module):
         if self.modulated:
             offset, mask = offset.split([self.num_offsets, self.num_offsets // 2], dim=1)
             mask = mask.sigmoid()
-        return self.pwconv(F.silu(self.norm(self.dcn(x, offset, mask)), inplace=True))
+        return act_conv(self.norm(self.dcn(x, offset, mask)), 'silu', self.pwconv, inplace=True)
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:
@@ -189,7 +190,7 @@ class GLI(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
         if self.merge == 'single':
-            return x + self.drop_path(self.ops[0](h))
+            return add_residual(x, self.ops[0](h), self.drop_path)
         inputs: List[torch.Tensor] = list(h.split(self.dims, dim=1)) if self.split \
             else [h] * len(self.ops)
         outs = [op(x) for op, x in zip(self.ops, inputs)]
@@ -199,18 +200,18 @@ class GLI(nn.Module):
             # x + interleave(w_i * y_i) as one stack and one fused multiply-add
             stacked = torch.stack(outs, dim=2)
             if weights is None:
-                return x + self.drop_path(stacked.flatten(1, 2))
+                return add_residual(x, stacked.flatten(1, 2), self.drop_path)
             weights = weights.view(1, 1, -1, 1, 1)
             if direct:
                 return torch.addcmul(x.view(stacked.shape), stacked, weights).flatten(1, 2)
-            return x + self.drop_path((stacked * weights).flatten(1, 2))
+            return add_residual(x, (stacked * weights).flatten(1, 2), self.drop_path)
         if weights is not None:
             outs = [o * weights[i] for i, o in enumerate(outs)]
         if self.merge == 'mean':
             y = torch.stack(outs, dim=-1).mean(-1)
         else:
             y = torch.cat(outs, dim=1)
-        return x + self.drop_path(y)
+        return add_residual(x, y, self.drop_path)
 
     @torch.no_grad()
     def fuse(self) -> None:

@@ -7,8 +7,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
+from .act_conv import act_conv
 from .fuse import fold_bn_after_conv, is_bn
 from .norm import build_eat_norm
+from .residual import add_residual
 
 MSRA_MODES = ('sum', 'cat')
 
@@ -116,7 +118,11 @@ class MSRA(nn.Module):
             self.shortcut.norm = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.proj(self.mix(self.norm(x)))
+        h = self.norm(x)
+        if self.num_branches == 1:
+            y = act_conv(self.convs[0](h), 'silu', self.proj, inplace=True)
+        else:
+            y = self.proj(self.mix(h))
         if not self.skip:
             return y
-        return self.shortcut(x) + self.drop_path(y)
+        return add_residual(self.shortcut(x), y, self.drop_path)

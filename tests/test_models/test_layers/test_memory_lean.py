@@ -1,0 +1,106 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+"""The memory-lean training building blocks compute exactly what the plain formulation computes
+and keep less for the backward pass."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn.bricks import DropPath
+
+from mmevo.models import EATFormer
+from mmevo.models.layers import act_conv
+from mmevo.models.layers.residual import add_residual
+
+CONVS = [
+    lambda: nn.Conv2d(6, 5, 1),
+    lambda: nn.Conv2d(6, 6, 3, padding=2, dilation=2, groups=6),
+    lambda: nn.Conv2d(6, 4, 3, stride=2, padding=1, bias=False),
+]
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of distinct storages autograd keeps for the backward pass of ``fn()``."""
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
+
+
+@pytest.mark.parametrize('act', ['silu', 'gelu'])
+@pytest.mark.parametrize('make_conv', CONVS)
+def test_act_conv_equals_plain_forward_and_backward(act, make_conv):
+    torch.manual_seed(0)
+    conv = make_conv().double()
+    scale = torch.rand(conv.out_channels, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 6, 9, 9, dtype=torch.float64, requires_grad=True)
+    plain = {'silu': F.silu, 'gelu': F.gelu}[act]
+    inputs = (x, conv.weight, scale) + ((conv.bias, ) if conv.bias is not None else ())
+
+    ours = act_conv(x, act, conv, scale=scale)
+    ref = conv(plain(x)) * scale.view(-1, 1, 1)
+    torch.testing.assert_close(ours, ref)
+    grad = torch.randn_like(ref)
+    for g_ours, g_ref in zip(torch.autograd.grad(ours, inputs, grad),
+                             torch.autograd.grad(ref, inputs, grad)):
+        torch.testing.assert_close(g_ours, g_ref)
+    assert torch.autograd.gradcheck(lambda *a: act_conv(a[0], act, conv, scale=a[2]), inputs)
+
+
+def test_act_conv_keeps_only_its_input():
+    conv = nn.Conv2d(16, 16, 1)
+    x = torch.randn(4, 16, 32, 32, requires_grad=True)
+    _, lean = _saved_bytes(lambda: act_conv(x, 'gelu', conv))
+    _, plain = _saved_bytes(lambda: conv(F.gelu(x)))
+    map_bytes = x.numel() * 4
+    assert plain >= 2 * map_bytes and lean < 1.1 * map_bytes
+
+
+def test_act_conv_under_bf16_autocast():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 1)
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        ours = act_conv(x, 'silu', conv)
+        ref = conv(F.silu(x))
+    assert ours.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(ours, ref)
+    g_ours = torch.autograd.grad(ours.float().sum(), (x, conv.weight))
+    g_ref = torch.autograd.grad(ref.float().sum(), (x, conv.weight))
+    for a, b in zip(g_ours, g_ref):
+        assert a.dtype == b.dtype == torch.float32
+        torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)
+
+
+def test_add_residual_drops_whole_samples():
+    x, y = torch.zeros(4000, 3, 2, 2), torch.ones(4000, 3, 2, 2)
+    drop = DropPath(0.25).train()
+    torch.manual_seed(0)
+    out = add_residual(x, y, drop)
+    per_sample = out.flatten(1)
+    assert torch.all(per_sample == per_sample[:, :1])  # the whole sample is kept or dropped
+    values = per_sample[:, 0].unique()
+    torch.testing.assert_close(values, torch.tensor([0., 1 / 0.75]))
+    kept = (per_sample[:, 0] > 0).float().mean().item()
+    assert abs(kept - 0.75) < 0.03
+    assert torch.equal(add_residual(x, y, drop.eval()), x + y)
+    assert torch.equal(add_residual(x, y, nn.Identity()), x + y)
+
+
+def test_eatformer_training_keeps_less_than_the_reference():
+    """Activation memory of a training forward: the fast path keeps <= 80% of what the
+    straightforward formulation keeps (GELU/SiLU recomputed, layer scales on weights)."""
+    from mmevo.testing import as_reference
+    torch.manual_seed(0)
+    fast = EATFormer('tiny', drop_path_rate=0.).train()
+    ref = EATFormer('tiny', drop_path_rate=0.).train()
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 3, 192, 192)
+    out_fast, lean = _saved_bytes(lambda: fast(x))
+    out_ref, plain = _saved_bytes(lambda: as_reference(ref)(x))
+    torch.testing.assert_close(out_fast[0], out_ref[0], atol=1e-5, rtol=1e-4)
+    assert lean <= 0.8 * plain, (lean, plain)
