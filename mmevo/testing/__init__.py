@@ -5,6 +5,6 @@ from .parity import (ClassifierUnderTest, assert_parity, find_parity_file,
 from .reference import as_reference
 
 __all__ = [
-    'ClassifierUnderTest', 'as_reference', 'assert_parity', 'find_parity_file', 'load_parity_fixture',
-    'load_parity_manifest'
+    'ClassifierUnderTest', 'as_reference', 'assert_parity', 'find_parity_file',
+    'load_parity_fixture', 'load_parity_manifest'
 ]

@@ -85,12 +85,7 @@ def gli_op(op: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(op, ConvOp):
         return op.pwconv(F.silu(op.norm(op.dwconv(x))))
     if isinstance(op, DeformConvOp):
-        offset = op.offset_conv(x)
-        mask = None
-        if op.modulated:
-            offset, mask = offset.split([op.num_offsets, op.num_offsets // 2], dim=1)
-            mask = mask.sigmoid()
-        return op.pwconv(F.silu(op.norm(op.dcn(x, offset, mask))))
+        return op.pwconv(F.silu(op.deform(x)))
     raise TypeError(type(op))
 
 

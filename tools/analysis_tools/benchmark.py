@@ -26,8 +26,8 @@ the interpreter starts. Examples::
 
 ``--compare`` takes one argument per variant; an argument is ``;``-separated ``KEY=VALUE`` items.
 Items whose key is one of ``dtype``, ``channels_last``, ``compile``, ``with_cp``, ``fuse``,
-``reference``, ``batch_size``, ``threads`` or ``mode`` change how the variant is run; all other items override the config
-(``--cfg-options`` syntax), e.g. ``"model.backbone.with_cp=True;dtype=bf16"``. The first row is
+``reference``, ``batch_size``, ``threads`` or ``mode`` change how the variant is run; all other
+items override the config (``--cfg-options`` syntax), e.g. ``"model.backbone.with_cp=True;dtype=bf16"``. The first row is
 always the command line's own settings.
 
 Memory: the peak over the timed iterations (after the warm-up), and its increase over the memory

@@ -97,8 +97,8 @@ class EATFormer(BaseBackbone):
     A paper-faithful port of `EATFormer <https://arxiv.org/abs/2206.09325>`_: a two-layer MSRA stem
     (stride 4), then four stages of :class:`EATBlock` (``FFN(GLI(MSRA(x)))``) at strides
     4/8/16/32. GLI mixes a convolution with windowed MSA or Modulated Deformable MSA (MD-MSA) in
-    stages 3-4. Maps are NCHW tensors (channels-last strided by default). Official checkpoints load after
-    ``tools/model_converters/eatformer_to_mmevo.py``.
+    stages 3-4. Maps are NCHW tensors (channels-last strided by default). Official checkpoints
+    load after ``tools/model_converters/eatformer_to_mmevo.py``.
 
     Args:
         arch (str | dict): A name in :attr:`arch_zoo` (``'mobile'``/``'m'``, ``'lite'``/``'l'``,

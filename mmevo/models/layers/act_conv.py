@@ -50,6 +50,18 @@ class _ActConv2d(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
+def scaled_conv_params(conv: nn.Conv2d, scale: Optional[torch.Tensor] = None):
+    """``conv``'s weight and bias multiplied by per-output-channel ``scale`` (differentiable).
+
+    ``F.conv2d(x, *scaled_conv_params(conv, s))`` is ``s * conv(x)`` without autograd keeping
+    the convolution's output for ``s``'s gradient.
+    """
+    weight, bias = conv.weight, conv.bias
+    if scale is None:
+        return weight, bias
+    return weight * scale.view(-1, 1, 1, 1), bias * scale if bias is not None else None
+
+
 def act_conv(x: torch.Tensor,
              act: str,
              conv: nn.Conv2d,
@@ -65,10 +77,7 @@ def act_conv(x: torch.Tensor,
             convolution's weight and bias rather than to its output.
         inplace (bool): Without autograd, SiLU may overwrite ``x``. Defaults to False.
     """
-    weight, bias = conv.weight, conv.bias
-    if scale is not None:
-        weight = weight * scale.view(-1, 1, 1, 1)
-        bias = bias * scale if bias is not None else None
+    weight, bias = scaled_conv_params(conv, scale)
     if (not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad)
             or torch.compiler.is_compiling() or type(conv) is not nn.Conv2d
             or conv.padding_mode != 'zeros' or isinstance(conv.padding, str)):

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .act_conv import scaled_conv_params
 from .deform import SAMPLERS, modulated_deform_sample
 from .fuse import fold_bn_after_conv, is_bn, scale_conv_output
 from .norm import build_eat_norm
@@ -41,8 +42,7 @@ class _LayerScaled(nn.Module):
         if self.proj_drop.p == 0 or not self.training:
             # gamma scales the projection's weights instead of its output, so autograd need
             # not keep the projected map for gamma's gradient.
-            return F.conv2d(out, self.proj.weight * self.gamma.view(-1, 1, 1, 1),
-                            self.proj.bias * self.gamma if self.proj.bias is not None else None)
+            return F.conv2d(out, *scaled_conv_params(self.proj, self.gamma))
         return self.proj_drop(self.proj(out)) * self.gamma.view(-1, 1, 1)
 
     @torch.no_grad()

@@ -77,13 +77,17 @@ class DeformConvOp(nn.Module):
         self.norm = build_eat_norm(norm_cfg, dim)
         self.pwconv = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def deform(self, x: torch.Tensor) -> torch.Tensor:
+        """``norm(DCN(x, offsets(x)))``: the op before its activation and projection."""
         offset = self.offset_conv(x)
         mask = None
         if self.modulated:
             offset, mask = offset.split([self.num_offsets, self.num_offsets // 2], dim=1)
             mask = mask.sigmoid()
-        return act_conv(self.norm(self.dcn(x, offset, mask)), 'silu', self.pwconv, inplace=True)
+        return self.norm(self.dcn(x, offset, mask))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return act_conv(self.deform(x), 'silu', self.pwconv, inplace=True)
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:
