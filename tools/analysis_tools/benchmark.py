@@ -106,7 +106,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='fp32, bf16 (autocast to bfloat16) or amp (autocast: float16 on CUDA, bfloat16 on '
         'CPU; with a gradient scaler for float16)')
     parser.add_argument(
-        '--channels-last', action='store_true', help='channels_last model and input')
+        '--channels-last',
+        action='store_true',
+        default=None,
+        help='convert model and input to channels_last (default: leave the model as built; '
+        'mmevo backbones run channels-last by default, `channels_last=false` in --compare '
+        'forces NCHW weights and input)')
     parser.add_argument(
         '--compile', action='store_true', help='torch.compile the backbone (counts graph breaks)')
     parser.add_argument(
@@ -509,7 +514,9 @@ def measure(spec: dict) -> dict:
     batch = spec['batch_size']
     backbone = model if backbone_only else model.backbone
     in_channels = getattr(backbone, 'in_channels', 3)
-    memory_format = torch.channels_last if spec['channels_last'] else torch.contiguous_format
+    # None: the model's own layout (mmevo backbones convert to channels-last themselves)
+    memory_format = {True: torch.channels_last, False: torch.contiguous_format}.get(
+        spec['channels_last'])
 
     if spec.get('reference'):
         from mmevo.testing import as_reference
@@ -520,10 +527,13 @@ def measure(spec: dict) -> dict:
         else:
             model.backbone = as_reference(model.backbone)
     fused = bool(spec.get('fuse')) and not train and _fuse(model)
-    model = model.to(device=device, memory_format=memory_format)
+    model = model.to(device=device)
+    if memory_format is not None:
+        model = model.to(memory_format=memory_format)
     model.train(train)
     x = torch.randn(batch, in_channels, height, width, device=device)
-    x = x.contiguous(memory_format=memory_format)
+    if memory_format is not None:
+        x = x.contiguous(memory_format=memory_format)
     samples = None if backbone_only else fake_data_samples(
         scope, batch, height, width, with_labels=train, num_classes=_num_classes(cfg),
         device=device)

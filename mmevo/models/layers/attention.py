@@ -5,13 +5,17 @@ Attention runs on ``F.scaled_dot_product_attention``. All projections are 1x1 co
 the official model, and faster than ``nn.Linear`` on CPU); their channels are ordered
 ``(q|k|v, head, dim_head)``.
 """
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .act_conv import scaled_conv_params
 from .deform import SAMPLERS, modulated_deform_sample
+from .depthwise import dwconv
 from .fuse import fold_bn_after_conv, is_bn, scale_conv_output
+from .fused_conv import conv_bn_act, fused_inference
 from .norm import build_eat_norm
 from .window import (WindowSize, grid_window_heads, grid_window_layout,
                      grid_window_merge_heads, grid_window_partition,
@@ -35,15 +39,19 @@ class _LayerScaled(nn.Module):
 
     proj_drop: nn.Dropout
 
-    def project(self, out: torch.Tensor) -> torch.Tensor:
-        """``gamma * proj_drop(proj(out))``."""
-        if self.gamma is None:
+    def project(self, out: torch.Tensor,
+                scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``scale * gamma * proj_drop(proj(out))`` (``scale``: GLI's op weight)."""
+        gamma = self.gamma
+        if scale is not None:
+            gamma = scale if gamma is None else gamma * scale
+        if gamma is None:
             return self.proj_drop(self.proj(out))
         if self.proj_drop.p == 0 or not self.training:
             # gamma scales the projection's weights instead of its output, so autograd need
             # not keep the projected map for gamma's gradient.
-            return F.conv2d(out, *scaled_conv_params(self.proj, self.gamma))
-        return self.proj_drop(self.proj(out)) * self.gamma.view(-1, 1, 1)
+            return F.conv2d(out, *scaled_conv_params(self.proj, gamma))
+        return self.proj_drop(self.proj(out)) * gamma.view(-1, 1, 1)
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:
@@ -83,14 +91,15 @@ class WindowMSA(_LayerScaled):
         self.proj_drop = nn.Dropout(proj_drop)
         self.gamma = nn.Parameter(torch.full((dim, ), layer_scale_init_value))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``scale * gamma * MSA(x)`` per window (``scale``: GLI's op weight)."""
         grid = grid_window_layout(self.window_size, *x.shape[-2:])
         # The qkv projection is point-wise, so it runs once on the padded map and the window
         # split + head split is a single copy.
         qkv = self.qkv(pad_to_windows(x, grid))
         q, k, v = grid_window_heads(qkv, grid, 3, self.num_heads)
         out = _attention(q, k, v, self.attn_drop if self.training else 0.)
-        return self.project(grid_window_merge_heads(out, grid))
+        return self.project(grid_window_merge_heads(out, grid), scale)
 
 
 class MDMSA(_LayerScaled):
@@ -177,12 +186,22 @@ class MDMSA(_LayerScaled):
         modulation = om[:, 2:3].sigmoid().sigmoid()
         return grid, modulation
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def offsets(self, q: torch.Tensor) -> torch.Tensor:
+        """The offset network on per-group queries ``(Bw*g, C/g, h, w)``."""
+        if fused_inference(q) and isinstance(self.offset.act, nn.GELU) \
+                and self.offset.act.approximate == 'none':
+            q = conv_bn_act(q, self.offset.dwconv, self.offset.norm, 'gelu')
+            return self.offset.pwconv(q)
+        offset = self.offset
+        return offset.pwconv(offset.act(offset.norm(dwconv(q, offset.dwconv))))
+
+    def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``scale * gamma * MD-MSA(x)`` per window (``scale``: GLI's op weight)."""
         windows, grid = grid_window_partition(x, self.window_size)
         Bw, C, h, w = windows.shape
         g = self.deform_groups
         q = self.q(windows)
-        pos, modulation = self.sampling_grid(self.offset(q.reshape(Bw * g, C // g, h, w)))
+        pos, modulation = self.sampling_grid(self.offsets(q.reshape(Bw * g, C // g, h, w)))
         # Sampling stays in float32 under autocast, like the offsets.
         sampled = modulated_deform_sample(windows.float(), pos, modulation, g,
                                           self.sampler).to(windows.dtype)
@@ -190,7 +209,7 @@ class MDMSA(_LayerScaled):
         q = q.reshape(Bw, self.num_heads, C // self.num_heads, h * w).transpose(-1, -2)
         k, v = kv.transpose(-1, -2).unbind(1)
         out = _attention(q, k, v, self.attn_drop if self.training else 0.)
-        return self.project(grid_window_merge_heads(out, grid))
+        return self.project(grid_window_merge_heads(out, grid), scale)
 
 
 class MCA(nn.Module):

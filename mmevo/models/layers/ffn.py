@@ -5,6 +5,7 @@ from mmcv.cnn.bricks import DropPath
 
 from .act_conv import act_conv
 from .fuse import fold_bn_before_conv, is_bn, scale_conv_output
+from .fused_conv import bn_conv_act, conv_bn_act, fused_inference
 from .norm import build_eat_norm
 from .residual import add_residual
 
@@ -41,6 +42,11 @@ class ConvFFN(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused_inference(x) and isinstance(self.act, nn.GELU) \
+                and self.act.approximate == 'none' and not self.training:
+            # norm folded into fc1, GELU and (gamma, residual) as oneDNN post-ops
+            h = bn_conv_act(x, self.norm, self.fc1, 'gelu')
+            return conv_bn_act(h, self.fc2, scale=self.gamma, residual=x)
         h = self.fc1(self.norm(x))
         if self.drop.p == 0 and isinstance(self.act, nn.GELU) and self.act.approximate == 'none':
             # gamma scales fc2's weights, so neither fc2's input nor its output is kept for

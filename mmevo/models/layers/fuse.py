@@ -11,9 +11,16 @@ import torch.nn as nn
 from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 
 
-def _bn_affine(bn: _BatchNorm):
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+def bn_affine(bn: _BatchNorm):
+    """Eval-mode BatchNorm as ``scale * x + shift`` per channel (differentiable in its
+    parameters)."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale, shift
 
 
 def _with_bias(conv: nn.Conv2d) -> nn.Conv2d:
@@ -26,7 +33,7 @@ def _with_bias(conv: nn.Conv2d) -> nn.Conv2d:
 @torch.no_grad()
 def fold_bn_after_conv(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
     """``bn(conv(x))`` == ``conv'(x)``; updates ``conv`` in place and returns it."""
-    scale, shift = _bn_affine(bn)
+    scale, shift = bn_affine(bn)
     conv = _with_bias(conv)
     conv.weight.mul_(scale.view(-1, 1, 1, 1))
     conv.bias.mul_(scale).add_(shift)
@@ -38,7 +45,7 @@ def fold_bn_before_conv(bn: _BatchNorm, conv: nn.Conv2d) -> nn.Conv2d:
     """``conv(bn(x))`` == ``conv'(x)`` for an unpadded, ungrouped 1x1 convolution."""
     if conv.kernel_size != (1, 1) or conv.groups != 1:
         raise ValueError('only a dense 1x1 convolution can absorb the BatchNorm before it')
-    scale, shift = _bn_affine(bn)
+    scale, shift = bn_affine(bn)
     conv = _with_bias(conv)
     conv.bias.add_(conv.weight.flatten(1) @ shift)
     conv.weight.mul_(scale.view(1, -1, 1, 1))

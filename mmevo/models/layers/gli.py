@@ -8,9 +8,11 @@ from mmcv.cnn.bricks import DropPath
 from .act_conv import act_conv
 from .attention import MDMSA, WindowMSA
 from .deform import DeformConv2d
+from .depthwise import dwconv
 from .fuse import fold_bn_after_conv, is_bn, scale_conv_output
+from .fused_conv import conv_bn_act, fused_inference
 from .norm import build_eat_norm
-from .residual import add_residual
+from .residual import add_residual, interleave_add
 from .window import WindowSize
 
 #: Accepted op names of GLI, with the short aliases of the official code.
@@ -34,8 +36,13 @@ class ConvOp(nn.Module):
         self.norm = build_eat_norm(norm_cfg, dim)
         self.pwconv = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return act_conv(self.norm(self.dwconv(x)), 'silu', self.pwconv, inplace=True)
+    def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``scale * op(x)``, ``scale`` (GLI's op weight) applied to ``pwconv``'s weights."""
+        if fused_inference(x):
+            return conv_bn_act(conv_bn_act(x, self.dwconv, self.norm, 'silu'), self.pwconv,
+                               scale=scale)
+        return act_conv(self.norm(dwconv(x, self.dwconv)), 'silu', self.pwconv, scale,
+                        inplace=True)
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:
@@ -86,8 +93,9 @@ class DeformConvOp(nn.Module):
             mask = mask.sigmoid()
         return self.norm(self.dcn(x, offset, mask))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return act_conv(self.deform(x), 'silu', self.pwconv, inplace=True)
+    def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``scale * op(x)``, ``scale`` (GLI's op weight) applied to ``pwconv``'s weights."""
+        return act_conv(self.deform(x), 'silu', self.pwconv, scale, inplace=True)
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:
@@ -197,21 +205,15 @@ class GLI(nn.Module):
             return add_residual(x, self.ops[0](h), self.drop_path)
         inputs: List[torch.Tensor] = list(h.split(self.dims, dim=1)) if self.split \
             else [h] * len(self.ops)
-        outs = [op(x) for op, x in zip(self.ops, inputs)]
+        # each op's weight softmax(alphas)[i] multiplies the op's output projection weights
         weights = self.alphas.softmax(-1) if self.alphas is not None else None
-        direct = isinstance(self.drop_path, nn.Identity) or not self.training
+        outs = [op(inp, None if weights is None else weights[i])
+                for i, (op, inp) in enumerate(zip(self.ops, inputs))]
         if self.merge == 'interleave':
-            # x + interleave(w_i * y_i) as one stack and one fused multiply-add
-            stacked = torch.stack(outs, dim=2)
-            if weights is None:
-                return add_residual(x, stacked.flatten(1, 2), self.drop_path)
-            weights = weights.view(1, 1, -1, 1, 1)
-            if direct:
-                return torch.addcmul(x.view(stacked.shape), stacked, weights).flatten(1, 2)
-            return add_residual(x, (stacked * weights).flatten(1, 2), self.drop_path)
-        if weights is not None:
-            outs = [o * weights[i] for i, o in enumerate(outs)]
-        if self.merge == 'mean':
+            if fused_inference(x) and not self.training:
+                return interleave_add(x, outs)
+            y = torch.stack(outs, dim=2).flatten(1, 2)
+        elif self.merge == 'mean':
             y = torch.stack(outs, dim=-1).mean(-1)
         else:
             y = torch.cat(outs, dim=1)

@@ -4,11 +4,12 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 from .act_conv import act_conv
+from .depthwise import dwconv, dwconv_silu_mix
 from .fuse import fold_bn_after_conv, is_bn
+from .fused_conv import conv_bn_act, fused_inference
 from .norm import build_eat_norm
 from .residual import add_residual
 
@@ -92,20 +93,22 @@ class MSRA(nn.Module):
         self.drop_path = DropPath(drop_path) if skip and drop_path > 0 else nn.Identity()
 
     def mix(self, h: torch.Tensor) -> torch.Tensor:
-        branches = [F.silu(conv(h), inplace=True) for conv in self.convs]
+        """The SiLU branches, mixed (before ``proj``)."""
         n = self.num_branches
+        weights = self.alphas.softmax(-1) if self.alphas is not None else None
+        if n > 1 and self.mode == 'sum':
+            weights = (h.new_ones(n) if weights is None else weights) / n
+            if not fused_inference(h):
+                # one autograd node that keeps only h when training (see dwconv_silu_mix)
+                return dwconv_silu_mix(h, self.convs, weights)
+        branches = [conv_bn_act(h, conv, act='silu') for conv in self.convs]
         if n == 1:
             return branches[0]
-        weights = self.alphas.softmax(-1) if self.alphas is not None else None
         if self.mode == 'cat':
             if weights is not None:
                 branches = [b * weights[i] for i, b in enumerate(branches)]
             return interleave_channels(branches)
-        # (weighted) mean of the branches, accumulated without stacking them
-        if weights is None:
-            weights = h.new_full((n, ), 1.)
-        weights = weights / n
-        y = branches[0] * weights[0]
+        y = branches[0].mul_(weights[0])  # inference: the weighted mean in place
         for i in range(1, n):
             y = y.addcmul_(branches[i], weights[i])
         return y
@@ -119,8 +122,15 @@ class MSRA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
+        if fused_inference(h) and not self.training:
+            # SiLU and the residual as oneDNN post-ops, the shortcut's BatchNorm folded
+            shortcut = None
+            if self.skip:
+                shortcut = x if isinstance(self.shortcut, nn.Identity) else conv_bn_act(
+                    self.shortcut.pool(x), self.shortcut.conv, self.shortcut.norm)
+            return conv_bn_act(self.mix(h), self.proj, residual=shortcut)
         if self.num_branches == 1:
-            y = act_conv(self.convs[0](h), 'silu', self.proj, inplace=True)
+            y = act_conv(dwconv(h, self.convs[0]), 'silu', self.proj, inplace=True)
         else:
             y = self.proj(self.mix(h))
         if not self.skip:

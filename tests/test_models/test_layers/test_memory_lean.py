@@ -10,25 +10,13 @@ from mmcv.cnn.bricks import DropPath
 from mmevo.models import EATFormer
 from mmevo.models.layers import act_conv
 from mmevo.models.layers.residual import add_residual
+from mmevo.testing import saved_tensor_bytes
 
 CONVS = [
     lambda: nn.Conv2d(6, 5, 1),
     lambda: nn.Conv2d(6, 6, 3, padding=2, dilation=2, groups=6),
     lambda: nn.Conv2d(6, 4, 3, stride=2, padding=1, bias=False),
 ]
-
-
-def _saved_bytes(fn) -> int:
-    """Bytes of distinct storages autograd keeps for the backward pass of ``fn()``."""
-    seen = {}
-
-    def pack(t):
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(seen.values())
 
 
 @pytest.mark.parametrize('act', ['silu', 'gelu'])
@@ -54,8 +42,8 @@ def test_act_conv_equals_plain_forward_and_backward(act, make_conv):
 def test_act_conv_keeps_only_its_input():
     conv = nn.Conv2d(16, 16, 1)
     x = torch.randn(4, 16, 32, 32, requires_grad=True)
-    _, lean = _saved_bytes(lambda: act_conv(x, 'gelu', conv))
-    _, plain = _saved_bytes(lambda: conv(F.gelu(x)))
+    _, lean = saved_tensor_bytes(lambda: act_conv(x, 'gelu', conv))
+    _, plain = saved_tensor_bytes(lambda: conv(F.gelu(x)))
     map_bytes = x.numel() * 4
     assert plain >= 2 * map_bytes and lean < 1.1 * map_bytes
 
@@ -100,7 +88,7 @@ def test_eatformer_training_keeps_less_than_the_reference():
     ref = EATFormer('tiny', drop_path_rate=0.).train()
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(4, 3, 192, 192)
-    out_fast, lean = _saved_bytes(lambda: fast(x))
-    out_ref, plain = _saved_bytes(lambda: as_reference(ref)(x))
+    out_fast, lean = saved_tensor_bytes(lambda: fast(x))
+    out_ref, plain = saved_tensor_bytes(lambda: as_reference(ref)(x))
     torch.testing.assert_close(out_fast[0], out_ref[0], atol=1e-5, rtol=1e-4)
     assert lean <= 0.8 * plain, (lean, plain)

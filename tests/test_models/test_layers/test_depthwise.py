@@ -1,0 +1,97 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+"""The depth-wise convolutions with the custom backward compute the plain gradients."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmevo.models.layers.depthwise import dwconv, dwconv_silu_mix
+from mmevo.testing import saved_tensor_bytes
+
+# (kernel, dilation, padding, bias, input size): MSRA, GLI and MD-MSA cases, odd sizes
+CASES = [(3, 1, 1, True, (9, 11)), (3, 2, 2, True, (9, 11)), (3, 3, 3, False, (14, 14)),
+         (5, 1, 2, True, (7, 7)), (5, 1, 2, False, (10, 13)), (3, 2, 1, True, (8, 8))]
+
+
+@pytest.mark.parametrize('kernel,dilation,padding,bias,size', CASES)
+def test_dwconv_gradients_equal_the_plain_convolution(kernel, dilation, padding, bias, size):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 6, kernel, padding=padding, dilation=dilation, groups=6,
+                     bias=bias).double()
+    x = torch.randn(3, 6, *size, dtype=torch.float64, requires_grad=True)
+    params = (x, conv.weight) + ((conv.bias, ) if bias else ())
+    out = dwconv(x, conv)
+    assert type(out.grad_fn).__name__ == '_DWConvBackward'
+    ref = conv(x)
+    torch.testing.assert_close(out, ref)
+    grad = torch.randn_like(ref)
+    for ours, plain in zip(torch.autograd.grad(out, params, grad),
+                           torch.autograd.grad(ref, params, grad)):
+        torch.testing.assert_close(ours, plain)
+    # numerical Jacobians on a smaller problem
+    small = nn.Conv2d(2, 2, kernel, padding=padding, dilation=dilation, groups=2,
+                      bias=bias).double()
+    x = torch.randn(1, 2, 7, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x_: dwconv(x_, small), (x, ), fast_mode=True)
+
+
+def test_dwconv_channels_last_float32():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 5, padding=2, groups=8).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 12, 9).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    grad = torch.randn(2, 8, 12, 9)
+    ours = torch.autograd.grad(dwconv(x, conv), (x, conv.weight, conv.bias), grad)
+    xd = x.detach().double().requires_grad_()
+    convd = nn.Conv2d(8, 8, 5, padding=2, groups=8).double()
+    convd.load_state_dict(conv.state_dict())
+    ref = torch.autograd.grad(convd(xd), (xd, convd.weight, convd.bias), grad.double())
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5)
+
+
+def test_dwconv_falls_back_off_the_fast_path():
+    conv = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+    x = torch.randn(1, 4, 6, 6, requires_grad=True)
+    # without autograd, under autocast and for dense or strided convolutions: plain ops
+    with torch.no_grad():
+        torch.testing.assert_close(dwconv(x, conv), conv(x))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert type(dwconv(x, conv).grad_fn).__name__ != '_DWConvBackward'
+    for other in (nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, 2, 1, groups=4)):
+        assert type(dwconv(x, other).grad_fn).__name__ == 'ConvolutionBackward0'
+
+
+def _plain_mix(h, convs, mix):
+    return sum(F.silu(conv(h)) * mix[i] for i, conv in enumerate(convs))
+
+
+def test_dwconv_silu_mix_equals_the_plain_branches():
+    torch.manual_seed(0)
+    convs = nn.ModuleList(
+        nn.Conv2d(5, 5, 3, padding=d, dilation=d, groups=5) for d in (1, 2, 3)).double()
+    alphas = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(2, 5, 10, 9, dtype=torch.float64, requires_grad=True)
+    params = (h, alphas, *convs.parameters())
+    out = dwconv_silu_mix(h, convs, alphas.softmax(-1) / 3)
+    assert type(out.grad_fn).__name__ == '_DWConvSiLUMixBackward'
+    ref = _plain_mix(h, convs, alphas.softmax(-1) / 3)
+    torch.testing.assert_close(out, ref)
+    grad = torch.randn_like(ref)
+    for ours, plain in zip(torch.autograd.grad(out, params, grad),
+                           torch.autograd.grad(ref, params, grad)):
+        torch.testing.assert_close(ours, plain)
+    assert torch.autograd.gradcheck(
+        lambda h_, a_: dwconv_silu_mix(h_, convs, a_.softmax(-1) / 3),
+        (h[:1, :, :6, :7].detach().requires_grad_(), alphas), fast_mode=True)
+
+
+def test_dwconv_silu_mix_keeps_only_its_input():
+    convs = nn.ModuleList(nn.Conv2d(16, 16, 3, padding=d, dilation=d, groups=16)
+                          for d in (1, 2, 3))
+    h = torch.randn(4, 16, 24, 24, requires_grad=True)
+    mix = torch.full((3, ), 1 / 3, requires_grad=True)
+    _, lean = saved_tensor_bytes(lambda: dwconv_silu_mix(h, convs, mix))
+    _, plain = saved_tensor_bytes(lambda: _plain_mix(h, convs, mix))
+    map_bytes = h.numel() * 4
+    assert plain >= 6 * map_bytes and lean < 1.1 * map_bytes
