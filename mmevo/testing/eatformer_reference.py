@@ -109,7 +109,8 @@ def gli(m: GLI, x: torch.Tensor) -> torch.Tensor:
 
 
 def msra(m: MSRA, x: torch.Tensor) -> torch.Tensor:
-    branches = [F.silu(conv(m.norm(x))) for conv in m.convs]
+    h = m.norm(x)
+    branches = [F.silu(conv(h)) for conv in m.convs]
     if len(branches) == 1:
         y = branches[0]
     else:

@@ -132,3 +132,46 @@ def test_percentile():
     assert benchmark._percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
     assert benchmark._percentile([1.0, 2.0], 90) == pytest.approx(1.9)
     assert benchmark._percentile([7.0], 90) == 7.0
+
+
+EXTERNAL_DIR = osp.join(REPO, 'tests', 'data', 'external_model')
+
+
+def test_external_model_on_the_same_harness():
+    """external=MODULE:FACTORY times another implementation's model (forward and a training
+    step with the config's optimizer)."""
+    for mode in ('forward', 'train'):
+        res = _in_process(mode=mode, external='tiny_classifier:tiny_classifier',
+                          pythonpath=[EXTERNAL_DIR])
+        assert res['throughput'] > 0
+        assert res['params'] == 3 * 8 * 9 + 8 + 16 + 8 * 10 + 10
+    assert res['optimizer'] == 'config'
+    with pytest.raises(TypeError, match='not an nn.Module'):
+        _in_process(external='tiny_classifier:not_a_module', pythonpath=[EXTERNAL_DIR])
+    with pytest.raises(ValueError, match='no reference, with_cp or fuse'):
+        _in_process(external='tiny_classifier:tiny_classifier', pythonpath=[EXTERNAL_DIR],
+                    fuse=True)
+    base = dict(cfg_options=[], mode='both')
+    with pytest.raises(ValueError, match='MODULE:FACTORY'):
+        benchmark.parse_variant('external=tiny_classifier', base)
+
+
+def test_rounds_interleave_variants_and_report_the_median(tmp_path):
+    out = str(tmp_path / 'rounds.json')
+    proc = run_tool([
+        'analysis_tools/benchmark.py', MOBILE, '--batch-size', '1', '--shape', '64', '64',
+        '--warmup', '0', '--iters', '1', '--threads', '1', '--mode', 'forward', '--rounds',
+        '2', '--json', out, '--pythonpath', EXTERNAL_DIR, '--compare',
+        'external=tiny_classifier:tiny_classifier'
+    ], cwd=str(tmp_path), timeout=600)
+    assert_ok(proc)
+    # measured A B A B
+    order = [line.split(': forward')[0] for line in proc.stdout.splitlines()
+             if line.startswith('[benchmark]') and ': forward (round' in line]
+    assert order == ['[benchmark] base', '[benchmark] external=tiny_classifier:tiny_classifier'] * 2
+    with open(out) as f:
+        results = json.load(f)['results']
+    assert len(results) == 2
+    for res in results:
+        assert len(res['rounds']) == 2
+        assert res['throughput'] in [r['throughput'] for r in res['rounds']]

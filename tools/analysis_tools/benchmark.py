@@ -24,11 +24,24 @@ the interpreter starts. Examples::
     python tools/analysis_tools/benchmark.py configs/mask_rcnn/eatformer_t_1x.py --backbone-only \\
         --batch-size 2 --device cuda --dtype amp
 
+    # side by side with another implementation of the same model (e.g. the official code,
+    # importable from --pythonpath), on the same harness, interleaved over 3 rounds
+    python tools/analysis_tools/benchmark.py configs/eatformer/eatformer-small_8xb128_in1k.py \
+        --batch-size 32 --threads 2 --rounds 3 --pythonpath /path/to/EATFormer \
+        --compare external=model.eatformer:eatformer_small
+
 ``--compare`` takes one argument per variant; an argument is ``;``-separated ``KEY=VALUE`` items.
 Items whose key is one of ``dtype``, ``channels_last``, ``compile``, ``with_cp``, ``fuse``,
-``reference``, ``batch_size``, ``threads`` or ``mode`` change how the variant is run; all other
-items override the config (``--cfg-options`` syntax), e.g. ``"model.backbone.with_cp=True;dtype=bf16"``. The first row is
-always the command line's own settings.
+``reference``, ``external``, ``batch_size``, ``threads`` or ``mode`` change how the variant is
+run; all other items override the config (``--cfg-options`` syntax), e.g.
+``"model.backbone.with_cp=True;dtype=bf16"``. The first row is always the command line's own
+settings. ``external=MODULE:FACTORY`` times ``FACTORY()`` (an ``nn.Module`` classifier taking a
+batch and returning logits) instead of the config's model: forward, or a training step with
+cross-entropy on random labels and the config's optimizer and gradient clipping.
+
+``--rounds N`` measures every variant N times, the variants interleaved (A B A B ...), and reports
+for each the round with the median throughput: shared machines drift by 10-20% over minutes, and
+ratios are only meaningful between measurements taken close together.
 
 Memory: the peak over the timed iterations (after the warm-up), and its increase over the memory
 held before the first iteration (model and inputs; the increase thus includes optimizer state,
@@ -58,7 +71,8 @@ import time
 from typing import Dict, List, Optional
 
 #: Run options a ``--compare`` variant may change (everything else is a config override).
-RUN_KEYS = ('dtype', 'channels_last', 'compile', 'with_cp', 'fuse', 'reference', 'batch_size',
+RUN_KEYS = ('dtype', 'channels_last', 'compile', 'with_cp', 'fuse', 'reference', 'external',
+            'batch_size',
             'threads', 'mode')
 DTYPES = ('fp32', 'bf16', 'amp')
 MODES = ('forward', 'train')
@@ -128,6 +142,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='run the backbone\'s straightforward baseline formulation on the same weights '
         '(mmevo.testing.as_reference), to measure the fast path against it')
+    parser.add_argument(
+        '--pythonpath',
+        action='append',
+        default=[],
+        metavar='DIR',
+        help='prepended to sys.path of the measuring processes (for external=MODULE:FACTORY)')
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=1,
+        help='measure all variants this many times, interleaved; report the median round')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument(
         '--backbone-only',
@@ -175,8 +200,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.worker is None:
         if args.shape is not None and len(args.shape) not in (1, 2):
             parser.error('--shape takes H W or a single size')
-        if args.iters < 1 or args.warmup < 0 or args.batch_size < 1:
-            parser.error('--iters and --batch-size must be >= 1, --warmup >= 0')
+        if args.iters < 1 or args.warmup < 0 or args.batch_size < 1 or args.rounds < 1:
+            parser.error('--iters, --rounds and --batch-size must be >= 1, --warmup >= 0')
     return args
 
 
@@ -213,6 +238,10 @@ def parse_variant(text: str, base: dict) -> dict:
             run[key] = _to_bool(value)
         elif key in ('batch_size', 'threads'):
             run[key] = int(value)
+        elif key == 'external':
+            if value.count(':') != 1:
+                raise ValueError(f'external must be MODULE:FACTORY, got {value!r}')
+            run['external'] = value
         else:
             run['cfg_options'].append(f'{key}={value}')
     return run
@@ -238,6 +267,8 @@ def base_run(args: argparse.Namespace, argv: List[str]) -> dict:
         with_cp=args.with_cp,
         fuse=args.fuse,
         reference=args.reference,
+        external=None,
+        pythonpath=[osp.abspath(p) for p in args.pythonpath],
         device=args.device,
         backbone_only=args.backbone_only,
         profile_ops=args.profile)
@@ -442,6 +473,21 @@ def _num_classes(cfg) -> int:
     return 10
 
 
+def _build_external(target: str, pythonpath: List[str]):
+    """``FACTORY()`` of ``MODULE:FACTORY`` (``MODULE`` importable from ``pythonpath``)."""
+    import importlib
+
+    import torch.nn as nn
+    for path in reversed(pythonpath):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    module_name, factory = target.split(':')
+    model = getattr(importlib.import_module(module_name), factory)()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f'{target} returned {type(model).__name__}, not an nn.Module')
+    return model
+
+
 def _fuse(model) -> bool:
     """Call ``fuse()`` of the model, or of its direct children (backbone, head); True if any."""
     if callable(getattr(model, 'fuse', None)):
@@ -480,6 +526,7 @@ def _build_optimizer(cfg, module, backbone_only: bool):
 def measure(spec: dict) -> dict:
     """Build the variant and time ``spec['mode']``; runs inside the worker process."""
     import torch
+    import torch.nn.functional as F
     from mmengine.config import Config, DictAction
 
     import mmevo  # noqa: F401
@@ -505,14 +552,21 @@ def measure(spec: dict) -> dict:
     train = spec['mode'] == 'train'
 
     torch.manual_seed(0)
-    model = build_model_from_cfg(cfg, backbone_only=backbone_only)
+    external = spec.get('external')
+    if external:
+        if spec.get('reference') or spec['with_cp'] or spec.get('fuse'):
+            raise ValueError('an external model has no reference, with_cp or fuse() variant')
+        model = _build_external(external, spec.get('pythonpath', []))
+        backbone_only = False
+    else:
+        model = build_model_from_cfg(cfg, backbone_only=backbone_only)
     params = count_params(model)
     shape = spec['shape'] or default_input_shape(scope)
     if len(shape) == 1:
         shape = (shape[0], shape[0])
     height, width = shape
     batch = spec['batch_size']
-    backbone = model if backbone_only else model.backbone
+    backbone = model if backbone_only or external else model.backbone
     in_channels = getattr(backbone, 'in_channels', 3)
     # None: the model's own layout (mmevo backbones convert to channels-last themselves)
     memory_format = {True: torch.channels_last, False: torch.contiguous_format}.get(
@@ -534,15 +588,16 @@ def measure(spec: dict) -> dict:
     x = torch.randn(batch, in_channels, height, width, device=device)
     if memory_format is not None:
         x = x.contiguous(memory_format=memory_format)
-    samples = None if backbone_only else fake_data_samples(
+    samples = None if backbone_only or external else fake_data_samples(
         scope, batch, height, width, with_labels=train, num_classes=_num_classes(cfg),
         device=device)
+    labels = torch.randint(0, _num_classes(cfg), (batch, ), device=device)
 
     if spec['compile']:
         import torch._dynamo
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
-        if backbone_only:
+        if backbone_only or external:
             model = torch.compile(model)
         else:
             model.backbone = torch.compile(model.backbone)
@@ -550,13 +605,16 @@ def measure(spec: dict) -> dict:
     autocast = _autocast(device, spec['dtype'])
     use_scaler = train and spec['dtype'] == 'amp' and device.type == 'cuda'
     if train:
-        optimizer, clip, optimizer_source = _build_optimizer(cfg, model, backbone_only)
+        optimizer, clip, optimizer_source = _build_optimizer(cfg, model,
+                                                              backbone_only or bool(external))
         scaler = torch.amp.GradScaler('cuda') if use_scaler else None
         max_norm = clip.get('max_norm') if isinstance(clip, dict) else None
 
         def step():
             with autocast:
-                if backbone_only:
+                if external:
+                    loss = F.cross_entropy(model(x).float(), labels, label_smoothing=0.1)
+                elif backbone_only:
                     loss = sum(t.float().sum() for t in _flatten_tensors(model(x)))
                 else:
                     loss, _ = model.parse_losses(model(x, samples, mode='loss'))
@@ -578,7 +636,7 @@ def measure(spec: dict) -> dict:
 
         def step():
             with torch.inference_mode(), autocast:
-                if backbone_only:
+                if backbone_only or external:
                     model(x)
                 else:
                     model(x, samples, mode='tensor')
@@ -748,6 +806,35 @@ def format_table(results: List[dict]) -> str:
     return '\n'.join(lines)
 
 
+def _measure_with_retries(run: dict, mode: str, args: argparse.Namespace) -> dict:
+    for attempt in range(args.retries + 1):
+        if args.wait_idle:
+            wait_for_idle(args.wait_idle)
+        res = launch(run, mode, args.timeout)
+        busy = res.get('other_load')
+        if (args.max_other_load is None or 'error' in res or busy is None
+                or busy <= args.max_other_load or attempt == args.retries):
+            break
+        print(f'[benchmark]   other processes kept {busy:.2f} cores busy: measuring again',
+              flush=True)
+    res['attempts'] = attempt + 1
+    return res
+
+
+def _median_round(measured: List[dict]) -> dict:
+    """The round with the median throughput, with every round's throughput and memory."""
+    ok = [res for res in measured if 'error' not in res]
+    if not ok:
+        return measured[0]
+    ok.sort(key=lambda res: res['throughput'])
+    res = dict(ok[(len(ok) - 1) // 2])
+    if len(measured) > 1:
+        res['rounds'] = [None if 'error' in m else dict(
+            throughput=m['throughput'], peak_memory_delta_mb=m['peak_memory_delta_mb'])
+            for m in measured]
+    return res
+
+
 def main(argv=None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
@@ -764,22 +851,14 @@ def main(argv=None) -> dict:
     except ValueError as err:
         raise SystemExit(f'benchmark.py: error: {err}')
     load_before = _loadavg()
-    results = []
-    for run in runs:
-        modes = MODES if run['mode'] == 'both' else (run['mode'], )
-        for mode in modes:
-            print(f"[benchmark] {run['label']}: {mode} ...", flush=True)
-            for attempt in range(args.retries + 1):
-                if args.wait_idle:
-                    wait_for_idle(args.wait_idle)
-                res = launch(run, mode, args.timeout)
-                busy = res.get('other_load')
-                if (args.max_other_load is None or 'error' in res or busy is None
-                        or busy <= args.max_other_load or attempt == args.retries):
-                    break
-                print(f'[benchmark]   other processes kept {busy:.2f} cores busy: '
-                      'measuring again', flush=True)
-            res['attempts'] = attempt + 1
+    jobs = [(run, mode) for run in runs
+            for mode in (MODES if run['mode'] == 'both' else (run['mode'], ))]
+    rounds: List[List[dict]] = [[] for _ in jobs]
+    for r in range(args.rounds):
+        for (run, mode), measured in zip(jobs, rounds):
+            tag = f' (round {r + 1}/{args.rounds})' if args.rounds > 1 else ''
+            print(f"[benchmark] {run['label']}: {mode}{tag} ...", flush=True)
+            res = _measure_with_retries(run, mode, args)
             if 'error' in res:
                 print(f"[benchmark]   failed: {res['error']}", flush=True)
             else:
@@ -787,7 +866,8 @@ def main(argv=None) -> dict:
                       f"{res['latency_ms']['median']:.1f} ms, peak {res['peak_memory_mb']:.0f} MB "
                       f"(+{res['peak_memory_delta_mb']:.0f} MB), other load "
                       f"{res.get('other_load')}", flush=True)
-            results.append(res)
+            measured.append(res)
+    results = [_median_round(measured) for measured in rounds]
 
     meta = dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),

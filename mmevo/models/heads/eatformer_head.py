@@ -6,6 +6,7 @@ import torch.nn as nn
 from mmpretrain.models.heads import ClsHead
 
 from mmevo.registry import MODELS
+from ..layers.fuse import bn_affine
 from ..layers.trhead import TRHead
 
 
@@ -75,8 +76,7 @@ class EATFormerClsHead(ClsHead):
     def fuse(self) -> 'EATFormerClsHead':
         """Fold the BatchNorm into ``fc`` (it commutes with the average pooling); inference."""
         if isinstance(self.norm, nn.BatchNorm2d):
-            scale = self.norm.weight / torch.sqrt(self.norm.running_var + self.norm.eps)
-            shift = self.norm.bias - self.norm.running_mean * scale
+            scale, shift = bn_affine(self.norm)
             self.fc.bias.add_(self.fc.weight @ shift)
             self.fc.weight.mul_(scale)
             self.norm = nn.Identity()

@@ -12,7 +12,8 @@ computes them as forward convolutions:
   output gradient, i.e. one depth-wise convolution over ``B * C`` planes whose kernels are the
   output-gradient planes (stride = dilation), summed over the batch.
 
-:func:`dwconv_silu_mix` is MSRA's multi-dilation branch mix ``sum_i w_i * SiLU(conv_i(h))`` as one
+:func:`dwconv_bn_silu_conv` is GLI's conv op ``pw(SiLU(BN(dw(x))))`` as one node that keeps only
+``x`` (three maps fewer). :func:`dwconv_silu_mix` is MSRA's multi-dilation branch mix ``sum_i w_i * SiLU(conv_i(h))`` as one
 autograd node that keeps only ``h`` (the branch maps are recomputed in backward: a depth-wise
 convolution costs ~1 ms at stage 3), instead of two maps per branch.
 
@@ -24,6 +25,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .act_conv import act_conv, scaled_conv_params
 
 _Pair = Tuple[int, int]
 
@@ -93,52 +96,149 @@ def dwconv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 class _DWConvSiLUMix(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, h, mix, convs, *params):
-        ctx.save_for_backward(h, mix, *params)
+    def _branches(h, convs, params):
+        return [
+            F.conv2d(h, params[2 * i], params[2 * i + 1], 1, padding, dilation, h.shape[1])
+            for i, (padding, dilation) in enumerate(convs)
+        ]
+
+    @staticmethod
+    def forward(ctx, h, mix, proj_w, convs, *params):
+        ctx.save_for_backward(h, mix, proj_w, *params)
         ctx.convs = convs
         out = None
-        for i, (padding, dilation) in enumerate(convs):
-            branch = F.silu(
-                F.conv2d(h, params[2 * i], params[2 * i + 1], 1, padding, dilation,
-                         h.shape[1]),
-                inplace=True)
-            out = branch.mul_(mix[i]) if out is None else out.add_(branch.mul_(mix[i]))
-        return out
+        for i, pre in enumerate(_DWConvSiLUMix._branches(h, convs, params)):
+            branch = F.silu(pre, inplace=True).mul_(mix[i])
+            out = branch if out is None else out.add_(branch)
+        return out if proj_w is None else F.conv2d(out, proj_w)
 
     @staticmethod
     def backward(ctx, grad):
-        h, mix, *params = ctx.saved_tensors
+        h, mix, proj_w, *params = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        pres = _DWConvSiLUMix._branches(h, ctx.convs, params)
+        grad_proj = None
+        if proj_w is not None:
+            out = None
+            for i, pre in enumerate(pres):
+                out = F.silu(pre) * mix[i] if out is None else out.addcmul_(F.silu(pre), mix[i])
+            grad, grad_proj, _ = torch.ops.aten.convolution_backward(
+                grad, out, proj_w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+                [True, need[2], False])
+            del out
         grads: List[Optional[torch.Tensor]] = [None] * len(params)
-        grad_h = torch.zeros_like(h) if ctx.needs_input_grad[0] else None
+        grad_h = torch.zeros_like(h) if need[0] else None
         grad_mix = torch.empty_like(mix)
         for i, (padding, dilation) in enumerate(ctx.convs):
-            weight, bias = params[2 * i], params[2 * i + 1]
-            pre = F.conv2d(h, weight, bias, 1, padding, dilation, h.shape[1])
+            weight, bias, pre = params[2 * i], params[2 * i + 1], pres[i]
             grad_mix[i] = (grad * F.silu(pre)).sum()
             grad_pre = torch.ops.aten.silu_backward(grad * mix[i], pre)
-            del pre
+            pres[i] = None
             if grad_h is not None:
                 grad_h.add_(_grad_input(grad_pre, weight, padding, dilation))
-            if ctx.needs_input_grad[3 + 2 * i]:
+            if need[4 + 2 * i]:
                 grads[2 * i] = _grad_weight(h, grad_pre, weight, padding, dilation)
-            if bias is not None and ctx.needs_input_grad[4 + 2 * i]:
+            if bias is not None and need[5 + 2 * i]:
                 grads[2 * i + 1] = grad_pre.sum((0, 2, 3))
-        return (grad_h, grad_mix if ctx.needs_input_grad[1] else None, None, *grads)
+        return (grad_h, grad_mix if need[1] else None, grad_proj, None, *grads)
 
 
-def dwconv_silu_mix(h: torch.Tensor, convs: Sequence[nn.Conv2d],
-                    mix: torch.Tensor) -> torch.Tensor:
-    """``sum_i mix[i] * SiLU(convs[i](h))`` for stride-1 depth-wise ``convs``.
+def dwconv_silu_mix(h: torch.Tensor,
+                    convs: Sequence[nn.Conv2d],
+                    mix: torch.Tensor,
+                    proj: Optional[nn.Conv2d] = None) -> torch.Tensor:
+    """``proj(sum_i mix[i] * SiLU(convs[i](h)))`` for stride-1 depth-wise ``convs`` and an
+    optional bias-free 1x1 ``proj`` (MSRA's branches and output projection).
 
-    When training on CPU it is one autograd node that stores only ``h`` (and the fast depth-wise
-    backward); otherwise the plain ops.
+    When training on CPU it is one autograd node that stores only ``h`` (and uses the fast
+    depth-wise backward); otherwise the plain ops.
     """
     params = [p for conv in convs for p in (conv.weight, conv.bias)]
-    if not (all(_is_depthwise(c) for c in convs) and lean_dwconv_enabled(h, mix, *params)):
+    lean_proj = proj is None or (type(proj) is nn.Conv2d and proj.bias is None
+                                 and proj.kernel_size == (1, 1) and proj.stride == (1, 1)
+                                 and proj.padding == (0, 0) and proj.groups == 1)
+    proj_w = None if proj is None else proj.weight
+    if not (lean_proj and all(_is_depthwise(c) for c in convs)
+            and lean_dwconv_enabled(h, mix, proj_w, *params)):
         out = None
         for i, conv in enumerate(convs):
             branch = F.silu(conv(h)) * mix[i]
             out = branch if out is None else out + branch
-        return out
+        return out if proj is None else proj(out)
     specs = tuple((conv.padding, conv.dilation) for conv in convs)
-    return _DWConvSiLUMix.apply(h, mix, specs, *params)
+    return _DWConvSiLUMix.apply(h, mix, proj_w, specs, *params)
+
+
+def _batch_norm_momentum(bn: nn.Module) -> float:
+    """Update ``bn``'s batch counter and return the momentum its forward would use."""
+    bn.num_batches_tracked.add_(1)
+    return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+
+
+def _plain_batch_norm(bn: nn.Module) -> bool:
+    """A BatchNorm in training mode that normalises with this process's batch statistics."""
+    if not (isinstance(bn, nn.BatchNorm2d) or isinstance(bn, nn.SyncBatchNorm)) \
+            or not bn.training or not bn.track_running_stats or bn.running_mean is None:
+        return False
+    if isinstance(bn, nn.SyncBatchNorm):  # synchronised only across several processes
+        import torch.distributed as dist
+        return not (dist.is_available() and dist.is_initialized()
+                    and dist.get_world_size() > 1)
+    return True
+
+
+class _DWConvBNSiLUConv(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, dw_w, dw_b, bn_w, bn_b, pw_w, pw_b, bn, padding, dilation):
+        y = F.conv2d(x, dw_w, dw_b, 1, padding, dilation, x.shape[1])
+        momentum = _batch_norm_momentum(bn)
+        z, mean, invstd = torch.ops.aten.native_batch_norm(
+            y, bn_w, bn_b, bn.running_mean, bn.running_var, True, momentum, bn.eps)
+        ctx.save_for_backward(x, dw_w, dw_b, bn_w, bn_b, pw_w, mean, invstd)
+        ctx.conf = (padding, dilation, bn.eps, pw_b is not None)
+        return F.conv2d(F.silu(z, inplace=True), pw_w, pw_b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, dw_w, dw_b, bn_w, bn_b, pw_w, mean, invstd = ctx.saved_tensors
+        padding, dilation, eps, has_pw_b = ctx.conf
+        need = ctx.needs_input_grad
+        # recompute the maps the forward did not keep
+        y = F.conv2d(x, dw_w, dw_b, 1, padding, dilation, x.shape[1])
+        scale = invstd if bn_w is None else invstd * bn_w
+        shift = -mean * scale if bn_b is None else bn_b - mean * scale
+        z = torch.addcmul(shift.view(-1, 1, 1), y, scale.view(-1, 1, 1))
+        grad_a, grad_pw_w, grad_pw_b = torch.ops.aten.convolution_backward(
+            grad, F.silu(z), pw_w, [pw_w.shape[0]] if has_pw_b else None, [1, 1], [0, 0],
+            [1, 1], False, [0, 0], 1, [True, need[5], need[6] and has_pw_b])
+        grad_z = torch.ops.aten.silu_backward(grad_a, z)
+        del z, grad_a
+        grad_y, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
+            grad_z, y, bn_w, None, None, mean, invstd, True, eps,
+            [True, need[3] and bn_w is not None, need[4] and bn_b is not None])
+        del grad_z, y
+        grad_x = _grad_input(grad_y, dw_w, padding, dilation) if need[0] else None
+        grad_dw_w = _grad_weight(x, grad_y, dw_w, padding, dilation) if need[1] else None
+        grad_dw_b = grad_y.sum((0, 2, 3)) if need[2] and dw_b is not None else None
+        return (grad_x, grad_dw_w, grad_dw_b, grad_bn_w, grad_bn_b, grad_pw_w, grad_pw_b, None,
+                None, None)
+
+
+def dwconv_bn_silu_conv(x: torch.Tensor, dw: nn.Conv2d, bn: nn.Module, pw: nn.Conv2d,
+                        scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``scale * pw(SiLU(bn(dw(x))))`` for a stride-1 depth-wise ``dw``, a BatchNorm ``bn`` and
+    a 1x1 ``pw`` (GLI's conv op).
+
+    When training on CPU with batch statistics it is one autograd node that stores only ``x``
+    (the depth-wise output, the normalised map and its activation are recomputed in backward),
+    instead of three maps.
+    """
+    pw_w, pw_b = scaled_conv_params(pw, scale)
+    if not (_is_depthwise(dw) and _plain_batch_norm(bn) and type(pw) is nn.Conv2d
+            and pw.kernel_size == (1, 1) and pw.stride == (1, 1) and pw.padding == (0, 0)
+            and pw.groups == 1
+            and lean_dwconv_enabled(x, dw.weight, dw.bias, bn.weight, bn.bias, pw_w)):
+        return act_conv(bn(dwconv(x, dw)), 'silu', pw, scale, inplace=True)
+    return _DWConvBNSiLUConv.apply(x, dw.weight, dw.bias, bn.weight, bn.bias, pw_w, pw_b, bn,
+                                   dw.padding, dw.dilation)

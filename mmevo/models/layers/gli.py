@@ -8,7 +8,7 @@ from mmcv.cnn.bricks import DropPath
 from .act_conv import act_conv
 from .attention import MDMSA, WindowMSA
 from .deform import DeformConv2d
-from .depthwise import dwconv
+from .depthwise import dwconv_bn_silu_conv
 from .fuse import fold_bn_after_conv, is_bn, scale_conv_output
 from .fused_conv import conv_bn_act, fused_inference
 from .norm import build_eat_norm
@@ -41,8 +41,7 @@ class ConvOp(nn.Module):
         if fused_inference(x):
             return conv_bn_act(conv_bn_act(x, self.dwconv, self.norm, 'silu'), self.pwconv,
                                scale=scale)
-        return act_conv(self.norm(dwconv(x, self.dwconv)), 'silu', self.pwconv, scale,
-                        inplace=True)
+        return dwconv_bn_silu_conv(x, self.dwconv, self.norm, self.pwconv, scale)
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:

@@ -7,7 +7,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
 from .act_conv import act_conv
-from .depthwise import dwconv, dwconv_silu_mix
+from .depthwise import dwconv_silu_mix
 from .fuse import fold_bn_after_conv, is_bn
 from .fused_conv import conv_bn_act, fused_inference
 from .norm import build_eat_norm
@@ -68,6 +68,7 @@ class MSRA(nn.Module):
         self.num_branches = len(dilations)
         self.norm = build_eat_norm(norm_cfg, in_channels) if with_norm else nn.Identity()
         groups = (in_channels if conv_groups == -1 else conv_groups) if stride == 1 else 1
+        self.depthwise = stride == 1 and groups == in_channels == out_channels
         self.convs = nn.ModuleList(
             nn.Conv2d(
                 in_channels,
@@ -92,14 +93,19 @@ class MSRA(nn.Module):
             self.shortcut = nn.Identity()
         self.drop_path = DropPath(drop_path) if skip and drop_path > 0 else nn.Identity()
 
+    def _sum_weights(self, h: torch.Tensor) -> torch.Tensor:
+        """Branch weights of the 'sum' mode: ``softmax(alphas) / n`` (or ``1 / n``)."""
+        n = self.num_branches
+        weights = self.alphas.softmax(-1) if self.alphas is not None else h.new_ones(n)
+        return weights / n
+
     def mix(self, h: torch.Tensor) -> torch.Tensor:
         """The SiLU branches, mixed (before ``proj``)."""
         n = self.num_branches
         weights = self.alphas.softmax(-1) if self.alphas is not None else None
         if n > 1 and self.mode == 'sum':
-            weights = (h.new_ones(n) if weights is None else weights) / n
+            weights = self._sum_weights(h)
             if not fused_inference(h):
-                # one autograd node that keeps only h when training (see dwconv_silu_mix)
                 return dwconv_silu_mix(h, self.convs, weights)
         branches = [conv_bn_act(h, conv, act='silu') for conv in self.convs]
         if n == 1:
@@ -129,8 +135,11 @@ class MSRA(nn.Module):
                 shortcut = x if isinstance(self.shortcut, nn.Identity) else conv_bn_act(
                     self.shortcut.pool(x), self.shortcut.conv, self.shortcut.norm)
             return conv_bn_act(self.mix(h), self.proj, residual=shortcut)
-        if self.num_branches == 1:
-            y = act_conv(dwconv(h, self.convs[0]), 'silu', self.proj, inplace=True)
+        if self.depthwise and (self.mode == 'sum' or self.num_branches == 1):
+            # branches + mix + proj as one node that keeps only h when training
+            y = dwconv_silu_mix(h, self.convs, self._sum_weights(h), self.proj)
+        elif self.num_branches == 1:
+            y = act_conv(self.convs[0](h), 'silu', self.proj, inplace=True)
         else:
             y = self.proj(self.mix(h))
         if not self.skip:

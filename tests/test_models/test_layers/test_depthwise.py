@@ -66,23 +66,29 @@ def _plain_mix(h, convs, mix):
     return sum(F.silu(conv(h)) * mix[i] for i, conv in enumerate(convs))
 
 
-def test_dwconv_silu_mix_equals_the_plain_branches():
+@pytest.mark.parametrize('dilations', [(1, 2, 3), (1, )])
+@pytest.mark.parametrize('with_proj', [False, True])
+def test_dwconv_silu_mix_equals_the_plain_branches(dilations, with_proj):
     torch.manual_seed(0)
+    n = len(dilations)
     convs = nn.ModuleList(
-        nn.Conv2d(5, 5, 3, padding=d, dilation=d, groups=5) for d in (1, 2, 3)).double()
-    alphas = torch.randn(3, dtype=torch.float64, requires_grad=True)
+        nn.Conv2d(5, 5, 3, padding=d, dilation=d, groups=5) for d in dilations).double()
+    proj = nn.Conv2d(5, 5, 1, bias=False).double() if with_proj else None
+    alphas = torch.randn(n, dtype=torch.float64, requires_grad=True)
     h = torch.randn(2, 5, 10, 9, dtype=torch.float64, requires_grad=True)
-    params = (h, alphas, *convs.parameters())
-    out = dwconv_silu_mix(h, convs, alphas.softmax(-1) / 3)
+    params = (h, alphas, *convs.parameters()) + ((proj.weight, ) if with_proj else ())
+    out = dwconv_silu_mix(h, convs, alphas.softmax(-1) / n, proj)
     assert type(out.grad_fn).__name__ == '_DWConvSiLUMixBackward'
-    ref = _plain_mix(h, convs, alphas.softmax(-1) / 3)
+    ref = _plain_mix(h, convs, alphas.softmax(-1) / n)
+    if with_proj:
+        ref = proj(ref)
     torch.testing.assert_close(out, ref)
     grad = torch.randn_like(ref)
     for ours, plain in zip(torch.autograd.grad(out, params, grad),
                            torch.autograd.grad(ref, params, grad)):
         torch.testing.assert_close(ours, plain)
     assert torch.autograd.gradcheck(
-        lambda h_, a_: dwconv_silu_mix(h_, convs, a_.softmax(-1) / 3),
+        lambda h_, a_: dwconv_silu_mix(h_, convs, a_.softmax(-1) / n, proj),
         (h[:1, :, :6, :7].detach().requires_grad_(), alphas), fast_mode=True)
 
 
@@ -91,7 +97,53 @@ def test_dwconv_silu_mix_keeps_only_its_input():
                           for d in (1, 2, 3))
     h = torch.randn(4, 16, 24, 24, requires_grad=True)
     mix = torch.full((3, ), 1 / 3, requires_grad=True)
-    _, lean = saved_tensor_bytes(lambda: dwconv_silu_mix(h, convs, mix))
-    _, plain = saved_tensor_bytes(lambda: _plain_mix(h, convs, mix))
+    proj = nn.Conv2d(16, 16, 1, bias=False)
+    _, lean = saved_tensor_bytes(lambda: dwconv_silu_mix(h, convs, mix, proj))
+    _, plain = saved_tensor_bytes(lambda: proj(_plain_mix(h, convs, mix)))
     map_bytes = h.numel() * 4
-    assert plain >= 6 * map_bytes and lean < 1.1 * map_bytes
+    assert plain >= 7 * map_bytes and lean < 1.1 * map_bytes
+
+
+@pytest.mark.parametrize('momentum', [0.1, None])
+@pytest.mark.parametrize('with_scale', [False, True])
+def test_dwconv_bn_silu_conv_equals_the_plain_op(momentum, with_scale):
+    """GLI's conv op as one node: same output, gradients and BatchNorm running statistics."""
+    from mmevo.models.layers import ConvOp
+    torch.manual_seed(0)
+    lean = ConvOp(6, 5).double()
+    lean.norm.momentum = momentum
+    with torch.no_grad():
+        lean.norm.weight.uniform_(0.5, 1.5)
+        lean.norm.bias.normal_()
+    plain = ConvOp(6, 5).double()
+    plain.load_state_dict(lean.state_dict())
+    plain.norm.momentum = momentum
+    x = torch.randn(3, 6, 9, 8, dtype=torch.float64, requires_grad=True)
+    scale = torch.rand(6, dtype=torch.float64, requires_grad=True) if with_scale else None
+    out = lean(x, scale)
+    assert type(out.grad_fn).__name__ == '_DWConvBNSiLUConvBackward'
+    ref = plain.pwconv(F.silu(plain.norm(plain.dwconv(x))))
+    if scale is not None:
+        ref = ref * scale.view(-1, 1, 1)
+    torch.testing.assert_close(out, ref)
+    for name in ('running_mean', 'running_var', 'num_batches_tracked'):
+        torch.testing.assert_close(getattr(lean.norm, name), getattr(plain.norm, name))
+    grad = torch.randn_like(ref)
+    inputs = [x] + ([scale] if scale is not None else [])
+    ours = torch.autograd.grad(out, inputs + list(lean.parameters()), grad)
+    theirs = torch.autograd.grad(ref, inputs + list(plain.parameters()), grad)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b)
+    # eval mode (running statistics) and frozen parameters take the plain ops
+    lean.eval()
+    assert type(lean(x).grad_fn).__name__ != '_DWConvBNSiLUConvBackward'
+
+
+def test_dwconv_bn_silu_conv_keeps_only_its_input():
+    from mmevo.models.layers import ConvOp
+    op = ConvOp(16, 5)
+    x = torch.randn(4, 16, 24, 24, requires_grad=True)
+    _, lean = saved_tensor_bytes(lambda: op(x))
+    _, plain = saved_tensor_bytes(lambda: op.pwconv(F.silu(op.norm(op.dwconv(x)))))
+    map_bytes = x.numel() * 4
+    assert plain >= 3 * map_bytes and lean < 1.1 * map_bytes
