@@ -29,8 +29,9 @@ def test_cpu_run_with_variants_writes_json(tmp_path):
     out = str(tmp_path / 'bench.json')
     proc = run_tool([
         'analysis_tools/benchmark.py', MOBILE, '--batch-size', '2', '--shape', '64', '64',
-        '--warmup', '1', '--iters', '2', '--threads', '1', '--json', out, '--profile', '5', '--fuse',
-        '--compare', 'model.backbone.with_cp=True;channels_last=true;dtype=bf16;mode=train'
+        '--warmup', '1', '--iters', '2', '--threads', '1', '--json', out, '--profile', '5',
+        '--fuse', '--compare',
+        'model.backbone.with_cp=True;channels_last=true;dtype=bf16;mode=train'
     ], cwd=str(tmp_path), timeout=600)
     assert_ok(proc)
     with open(out) as f:
@@ -168,10 +169,16 @@ def test_rounds_interleave_variants_and_report_the_median(tmp_path):
     # measured A B A B
     order = [line.split(': forward')[0] for line in proc.stdout.splitlines()
              if line.startswith('[benchmark]') and ': forward (round' in line]
-    assert order == ['[benchmark] base', '[benchmark] external=tiny_classifier:tiny_classifier'] * 2
+    external = '[benchmark] external=tiny_classifier:tiny_classifier'
+    assert order == ['[benchmark] base', external] * 2
     with open(out) as f:
         results = json.load(f)['results']
     assert len(results) == 2
     for res in results:
         assert len(res['rounds']) == 2
         assert res['throughput'] in [r['throughput'] for r in res['rounds']]
+    # ratios are taken within each round, then their median
+    assert results[0]['paired_throughput_ratio'] == 1.0
+    ratios = sorted(a['throughput'] / b['throughput']
+                    for a, b in zip(results[1]['rounds'], results[0]['rounds']))
+    assert results[1]['paired_throughput_ratio'] == pytest.approx(sum(ratios) / 2, rel=1e-3)

@@ -40,8 +40,9 @@ batch and returning logits) instead of the config's model: forward, or a trainin
 cross-entropy on random labels and the config's optimizer and gradient clipping.
 
 ``--rounds N`` measures every variant N times, the variants interleaved (A B A B ...), and reports
-for each the round with the median throughput: shared machines drift by 10-20% over minutes, and
-ratios are only meaningful between measurements taken close together.
+for each the round with the median throughput; the "vs first" columns then show the median over
+rounds of the ratio to the first variant measured in the same round. Shared machines drift by
+10-20% over minutes: ratios are only meaningful between measurements taken close together.
 
 Memory: the peak over the timed iterations (after the warm-up), and its increase over the memory
 held before the first iteration (model and inputs; the increase thus includes optimizer state,
@@ -796,13 +797,16 @@ def format_table(results: List[dict]) -> str:
             continue
         first = firsts.setdefault(mode, res)
         lat = res['latency_ms']
+        speed = _ratio(res['throughput'], first['throughput'])
+        memory = _ratio(res['peak_memory_delta_mb'], first['peak_memory_delta_mb'])
+        if 'paired_throughput_ratio' in res:  # --rounds: median of same-round ratios
+            speed = f"{res['paired_throughput_ratio']:.2f}x"
+        if 'paired_memory_ratio' in res:
+            memory = f"{res['paired_memory_ratio']:.2f}x"
         lines.append(
             f"| {res['label']} | {mode} | {res['batch_size']} | {res['throughput']:.2f} | "
-            f"{_ratio(res['throughput'], first['throughput'])} | {lat['median']:.1f} | "
-            f"{lat['p90']:.1f} | {res['peak_memory_mb']:.0f} | "
-            f"{res['peak_memory_delta_mb']:.0f} | "
-            f"{_ratio(res['peak_memory_delta_mb'], first['peak_memory_delta_mb'])} | "
-            f"{res.get('other_load', '-')} |")
+            f"{speed} | {lat['median']:.1f} | {lat['p90']:.1f} | {res['peak_memory_mb']:.0f} | "
+            f"{res['peak_memory_delta_mb']:.0f} | {memory} | {res.get('other_load', '-')} |")
     return '\n'.join(lines)
 
 
@@ -833,6 +837,20 @@ def _median_round(measured: List[dict]) -> dict:
             throughput=m['throughput'], peak_memory_delta_mb=m['peak_memory_delta_mb'])
             for m in measured]
     return res
+
+
+def _paired_ratios(jobs, rounds: List[List[dict]], results: List[dict]) -> None:
+    """Per round, each variant against the first variant of its mode measured in the same
+    round; the median of those ratios is what the table's "vs first" columns show."""
+    firsts: Dict[str, int] = {}
+    for j, (_, mode) in enumerate(jobs):
+        f = firsts.setdefault(mode, j)
+        for key, name in (('throughput', 'paired_throughput_ratio'),
+                          ('peak_memory_delta_mb', 'paired_memory_ratio')):
+            ratios = sorted(a[key] / b[key] for a, b in zip(rounds[j], rounds[f])
+                            if 'error' not in a and 'error' not in b and b[key])
+            if ratios and 'error' not in results[j]:
+                results[j][name] = round(_percentile(ratios, 50), 4)
 
 
 def main(argv=None) -> dict:
@@ -868,6 +886,8 @@ def main(argv=None) -> dict:
                       f"{res.get('other_load')}", flush=True)
             measured.append(res)
     results = [_median_round(measured) for measured in rounds]
+    if args.rounds > 1:
+        _paired_ratios(jobs, rounds, results)
 
     meta = dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),

@@ -7,6 +7,10 @@ instead costs one element-wise pass and saves one full map per use; in EATFormer
 the FFN convolutions, SiLU before the MSRA and GLI projections) that is ~20% of the activation
 memory of a training step. Under ``torch.compile`` the plain formulation is used: Inductor
 chooses what to recompute itself.
+
+:func:`bn_conv` is the same idea for ``conv(BN(x))`` in training: it keeps ``x`` and the batch
+statistics and recomputes the normalised map in backward (one element-wise pass) instead of
+storing it.
 """
 from typing import Optional
 
@@ -86,3 +90,68 @@ def act_conv(x: torch.Tensor,
         return F.conv2d(a, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     return _ActConv2d.apply(x, weight, bias, act, conv.stride, conv.padding, conv.dilation,
                             conv.groups)
+
+
+def batch_norm_momentum(bn: nn.Module) -> float:
+    """Update ``bn``'s batch counter and return the momentum its forward would use."""
+    bn.num_batches_tracked.add_(1)
+    return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+
+
+def plain_batch_norm(bn: nn.Module) -> bool:
+    """A BatchNorm in training mode that normalises with this process's batch statistics."""
+    if not (isinstance(bn, nn.BatchNorm2d) or isinstance(bn, nn.SyncBatchNorm)) \
+            or not bn.training or not bn.track_running_stats or bn.running_mean is None:
+        return False
+    if isinstance(bn, nn.SyncBatchNorm):  # synchronised only across several processes
+        import torch.distributed as dist
+        return not (dist.is_available() and dist.is_initialized()
+                    and dist.get_world_size() > 1)
+    return True
+
+
+def bn_recompute(x, bn_w, bn_b, mean, invstd) -> torch.Tensor:
+    """The training-mode BatchNorm output, from its input and saved batch statistics."""
+    scale = invstd if bn_w is None else invstd * bn_w
+    shift = -mean * scale if bn_b is None else bn_b - mean * scale
+    return torch.addcmul(shift.view(-1, 1, 1), x, scale.view(-1, 1, 1))
+
+
+class _BNConv2d(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, bn_w, bn_b, weight, bias, bn, stride, padding, dilation, groups):
+        z, mean, invstd = torch.ops.aten.native_batch_norm(
+            x, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
+            bn.eps)
+        ctx.save_for_backward(x, bn_w, bn_b, weight, mean, invstd)
+        ctx.conf = (stride, padding, dilation, groups, bn.eps, bias is not None)
+        return F.conv2d(z, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, bn_w, bn_b, weight, mean, invstd = ctx.saved_tensors
+        stride, padding, dilation, groups, eps, has_bias = ctx.conf
+        need = ctx.needs_input_grad
+        z = bn_recompute(x, bn_w, bn_b, mean, invstd)
+        grad_z, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad, z, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation,
+            False, [0] * len(stride), groups, [True, need[3], need[4] and has_bias])
+        del z
+        grad_x, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
+            grad_z, x, bn_w, None, None, mean, invstd, True, eps,
+            [need[0], need[1] and bn_w is not None, need[2] and bn_b is not None])
+        return (grad_x, grad_bn_w, grad_bn_b, grad_w, grad_b, None, None, None, None, None)
+
+
+def bn_conv(x: torch.Tensor, bn: nn.Module, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(bn(x))`` that keeps only ``x`` for the backward pass (the normalised map is
+    recomputed from the saved batch statistics) when ``bn`` normalises with batch statistics;
+    the plain ops otherwise."""
+    if not (plain_batch_norm(bn) and type(conv) is nn.Conv2d and conv.padding_mode == 'zeros'
+            and not isinstance(conv.padding, str) and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled(x.device.type)
+            and (x.requires_grad or conv.weight.requires_grad)):
+        return conv(bn(x))
+    return _BNConv2d.apply(x, bn.weight, bn.bias, conv.weight, conv.bias, bn, conv.stride,
+                           conv.padding, conv.dilation, conv.groups)

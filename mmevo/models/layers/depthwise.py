@@ -12,13 +12,16 @@ computes them as forward convolutions:
   output gradient, i.e. one depth-wise convolution over ``B * C`` planes whose kernels are the
   output-gradient planes (stride = dilation), summed over the batch.
 
-:func:`dwconv_bn_silu_conv` is GLI's conv op ``pw(SiLU(BN(dw(x))))`` as one node that keeps only
-``x`` (three maps fewer). :func:`dwconv_silu_mix` is MSRA's multi-dilation branch mix ``sum_i w_i * SiLU(conv_i(h))`` as one
-autograd node that keeps only ``h`` (the branch maps are recomputed in backward: a depth-wise
-convolution costs ~1 ms at stage 3), instead of two maps per branch.
+Two sub-layers of EATFormer become single autograd nodes that keep only their input and
+recompute the rest in backward (a depth-wise convolution costs ~1 ms at stage 3):
 
-Both are used only where they pay off: training on CPU without autocast (elsewhere the plain
-ops run) and outside ``torch.compile``.
+* :func:`dwconv_silu_mix`: MSRA's pre-norm, branches and projection,
+  ``proj(sum_i w_i * SiLU(conv_i(BN(x))))`` (``2 * branches + 2`` maps fewer);
+* :func:`dwconv_bn_silu_conv`: GLI's conv op, ``pw(SiLU(BN(dw(x))))`` with batch statistics (three
+  maps fewer; the BatchNorm's running statistics are updated as ``nn.BatchNorm2d`` does).
+
+All of them apply only to training on CPU without autocast and outside ``torch.compile``;
+elsewhere the plain ops run.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -26,7 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .act_conv import act_conv, scaled_conv_params
+from .act_conv import (act_conv, batch_norm_momentum, bn_recompute, plain_batch_norm,
+                       scaled_conv_params)
 
 _Pair = Tuple[int, int]
 
@@ -103,8 +107,14 @@ class _DWConvSiLUMix(torch.autograd.Function):
         ]
 
     @staticmethod
-    def forward(ctx, h, mix, proj_w, convs, *params):
-        ctx.save_for_backward(h, mix, proj_w, *params)
+    def forward(ctx, x, mix, proj_w, bn_w, bn_b, bn, convs, *params):
+        h, mean, invstd = x, None, None
+        if bn is not None:
+            h, mean, invstd = torch.ops.aten.native_batch_norm(
+                x, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
+                bn.eps)
+            ctx.eps = bn.eps
+        ctx.save_for_backward(x, mix, proj_w, bn_w, bn_b, mean, invstd, *params)
         ctx.convs = convs
         out = None
         for i, pre in enumerate(_DWConvSiLUMix._branches(h, convs, params)):
@@ -114,8 +124,9 @@ class _DWConvSiLUMix(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        h, mix, proj_w, *params = ctx.saved_tensors
+        x, mix, proj_w, bn_w, bn_b, mean, invstd, *params = ctx.saved_tensors
         need = ctx.needs_input_grad
+        h = x if mean is None else bn_recompute(x, bn_w, bn_b, mean, invstd)
         pres = _DWConvSiLUMix._branches(h, ctx.convs, params)
         grad_proj = None
         if proj_w is not None:
@@ -127,7 +138,8 @@ class _DWConvSiLUMix(torch.autograd.Function):
                 [True, need[2], False])
             del out
         grads: List[Optional[torch.Tensor]] = [None] * len(params)
-        grad_h = torch.zeros_like(h) if need[0] else None
+        need_h = need[0] or (mean is not None and (need[3] or need[4]))
+        grad_h = torch.zeros_like(h) if need_h else None
         grad_mix = torch.empty_like(mix)
         for i, (padding, dilation) in enumerate(ctx.convs):
             weight, bias, pre = params[2 * i], params[2 * i + 1], pres[i]
@@ -136,55 +148,50 @@ class _DWConvSiLUMix(torch.autograd.Function):
             pres[i] = None
             if grad_h is not None:
                 grad_h.add_(_grad_input(grad_pre, weight, padding, dilation))
-            if need[4 + 2 * i]:
+            if need[7 + 2 * i]:
                 grads[2 * i] = _grad_weight(h, grad_pre, weight, padding, dilation)
-            if bias is not None and need[5 + 2 * i]:
+            if bias is not None and need[8 + 2 * i]:
                 grads[2 * i + 1] = grad_pre.sum((0, 2, 3))
-        return (grad_h, grad_mix if need[1] else None, grad_proj, None, *grads)
+        grad_x, grad_bn_w, grad_bn_b = grad_h, None, None
+        if mean is not None and grad_h is not None:
+            del h
+            grad_x, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
+                grad_h, x, bn_w, None, None, mean, invstd, True, ctx.eps,
+                [need[0], need[3] and bn_w is not None, need[4] and bn_b is not None])
+        return (grad_x, grad_mix if need[1] else None, grad_proj, grad_bn_w, grad_bn_b, None,
+                None, *grads)
 
 
-def dwconv_silu_mix(h: torch.Tensor,
+def dwconv_silu_mix(x: torch.Tensor,
                     convs: Sequence[nn.Conv2d],
                     mix: torch.Tensor,
-                    proj: Optional[nn.Conv2d] = None) -> torch.Tensor:
-    """``proj(sum_i mix[i] * SiLU(convs[i](h)))`` for stride-1 depth-wise ``convs`` and an
-    optional bias-free 1x1 ``proj`` (MSRA's branches and output projection).
+                    proj: Optional[nn.Conv2d] = None,
+                    norm: Optional[nn.Module] = None) -> torch.Tensor:
+    """``proj(sum_i mix[i] * SiLU(convs[i](norm(x))))`` for stride-1 depth-wise ``convs``, an
+    optional bias-free 1x1 ``proj`` and an optional BatchNorm ``norm`` (MSRA's pre-norm,
+    branches and output projection).
 
-    When training on CPU it is one autograd node that stores only ``h`` (and uses the fast
+    When training on CPU it is one autograd node that stores only ``x`` (and uses the fast
     depth-wise backward); otherwise the plain ops.
     """
     params = [p for conv in convs for p in (conv.weight, conv.bias)]
     lean_proj = proj is None or (type(proj) is nn.Conv2d and proj.bias is None
                                  and proj.kernel_size == (1, 1) and proj.stride == (1, 1)
                                  and proj.padding == (0, 0) and proj.groups == 1)
+    lean_norm = norm is None or isinstance(norm, nn.Identity) or plain_batch_norm(norm)
     proj_w = None if proj is None else proj.weight
-    if not (lean_proj and all(_is_depthwise(c) for c in convs)
-            and lean_dwconv_enabled(h, mix, proj_w, *params)):
+    bn = norm if norm is not None and not isinstance(norm, nn.Identity) else None
+    bn_w, bn_b = (bn.weight, bn.bias) if bn is not None else (None, None)
+    if not (lean_proj and lean_norm and all(_is_depthwise(c) for c in convs)
+            and lean_dwconv_enabled(x, mix, proj_w, bn_w, *params)):
+        h = x if norm is None else norm(x)
         out = None
         for i, conv in enumerate(convs):
             branch = F.silu(conv(h)) * mix[i]
             out = branch if out is None else out + branch
         return out if proj is None else proj(out)
     specs = tuple((conv.padding, conv.dilation) for conv in convs)
-    return _DWConvSiLUMix.apply(h, mix, proj_w, specs, *params)
-
-
-def _batch_norm_momentum(bn: nn.Module) -> float:
-    """Update ``bn``'s batch counter and return the momentum its forward would use."""
-    bn.num_batches_tracked.add_(1)
-    return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-
-
-def _plain_batch_norm(bn: nn.Module) -> bool:
-    """A BatchNorm in training mode that normalises with this process's batch statistics."""
-    if not (isinstance(bn, nn.BatchNorm2d) or isinstance(bn, nn.SyncBatchNorm)) \
-            or not bn.training or not bn.track_running_stats or bn.running_mean is None:
-        return False
-    if isinstance(bn, nn.SyncBatchNorm):  # synchronised only across several processes
-        import torch.distributed as dist
-        return not (dist.is_available() and dist.is_initialized()
-                    and dist.get_world_size() > 1)
-    return True
+    return _DWConvSiLUMix.apply(x, mix, proj_w, bn_w, bn_b, bn, specs, *params)
 
 
 class _DWConvBNSiLUConv(torch.autograd.Function):
@@ -192,7 +199,7 @@ class _DWConvBNSiLUConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dw_w, dw_b, bn_w, bn_b, pw_w, pw_b, bn, padding, dilation):
         y = F.conv2d(x, dw_w, dw_b, 1, padding, dilation, x.shape[1])
-        momentum = _batch_norm_momentum(bn)
+        momentum = batch_norm_momentum(bn)
         z, mean, invstd = torch.ops.aten.native_batch_norm(
             y, bn_w, bn_b, bn.running_mean, bn.running_var, True, momentum, bn.eps)
         ctx.save_for_backward(x, dw_w, dw_b, bn_w, bn_b, pw_w, mean, invstd)
@@ -206,9 +213,7 @@ class _DWConvBNSiLUConv(torch.autograd.Function):
         need = ctx.needs_input_grad
         # recompute the maps the forward did not keep
         y = F.conv2d(x, dw_w, dw_b, 1, padding, dilation, x.shape[1])
-        scale = invstd if bn_w is None else invstd * bn_w
-        shift = -mean * scale if bn_b is None else bn_b - mean * scale
-        z = torch.addcmul(shift.view(-1, 1, 1), y, scale.view(-1, 1, 1))
+        z = bn_recompute(y, bn_w, bn_b, mean, invstd)
         grad_a, grad_pw_w, grad_pw_b = torch.ops.aten.convolution_backward(
             grad, F.silu(z), pw_w, [pw_w.shape[0]] if has_pw_b else None, [1, 1], [0, 0],
             [1, 1], False, [0, 0], 1, [True, need[5], need[6] and has_pw_b])
@@ -235,7 +240,7 @@ def dwconv_bn_silu_conv(x: torch.Tensor, dw: nn.Conv2d, bn: nn.Module, pw: nn.Co
     instead of three maps.
     """
     pw_w, pw_b = scaled_conv_params(pw, scale)
-    if not (_is_depthwise(dw) and _plain_batch_norm(bn) and type(pw) is nn.Conv2d
+    if not (_is_depthwise(dw) and plain_batch_norm(bn) and type(pw) is nn.Conv2d
             and pw.kernel_size == (1, 1) and pw.stride == (1, 1) and pw.padding == (0, 0)
             and pw.groups == 1
             and lean_dwconv_enabled(x, dw.weight, dw.bias, bn.weight, bn.bias, pw_w)):

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
-from .act_conv import act_conv
+from .act_conv import act_conv, bn_conv
 from .fuse import fold_bn_before_conv, is_bn, scale_conv_output
 from .fused_conv import bn_conv_act, conv_bn_act, fused_inference
 from .norm import build_eat_norm
@@ -47,7 +47,7 @@ class ConvFFN(nn.Module):
             # norm folded into fc1, GELU and (gamma, residual) as oneDNN post-ops
             h = bn_conv_act(x, self.norm, self.fc1, 'gelu')
             return conv_bn_act(h, self.fc2, scale=self.gamma, residual=x)
-        h = self.fc1(self.norm(x))
+        h = bn_conv(x, self.norm, self.fc1)  # keeps x, not the normalised map
         if self.drop.p == 0 and isinstance(self.act, nn.GELU) and self.act.approximate == 'none':
             # gamma scales fc2's weights, so neither fc2's input nor its output is kept for
             # backward (only h, from which GELU is recomputed).

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
-from .act_conv import act_conv
+from .act_conv import act_conv, bn_conv
 from .depthwise import dwconv_silu_mix
 from .fuse import fold_bn_after_conv, is_bn
 from .fused_conv import conv_bn_act, fused_inference
@@ -127,21 +127,20 @@ class MSRA(nn.Module):
             self.shortcut.norm = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x)
-        if fused_inference(h) and not self.training:
+        if fused_inference(x) and not self.training:
             # SiLU and the residual as oneDNN post-ops, the shortcut's BatchNorm folded
             shortcut = None
             if self.skip:
                 shortcut = x if isinstance(self.shortcut, nn.Identity) else conv_bn_act(
                     self.shortcut.pool(x), self.shortcut.conv, self.shortcut.norm)
-            return conv_bn_act(self.mix(h), self.proj, residual=shortcut)
+            return conv_bn_act(self.mix(self.norm(x)), self.proj, residual=shortcut)
         if self.depthwise and (self.mode == 'sum' or self.num_branches == 1):
-            # branches + mix + proj as one node that keeps only h when training
-            y = dwconv_silu_mix(h, self.convs, self._sum_weights(h), self.proj)
+            # norm + branches + mix + proj as one node that keeps only x when training
+            y = dwconv_silu_mix(x, self.convs, self._sum_weights(x), self.proj, self.norm)
         elif self.num_branches == 1:
-            y = act_conv(self.convs[0](h), 'silu', self.proj, inplace=True)
+            y = act_conv(bn_conv(x, self.norm, self.convs[0]), 'silu', self.proj, inplace=True)
         else:
-            y = self.proj(self.mix(h))
+            y = self.proj(self.mix(self.norm(x)))
         if not self.skip:
             return y
         return add_residual(self.shortcut(x), y, self.drop_path)

@@ -120,3 +120,34 @@ def test_eatformer_training_step_equals_the_reference(ops):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-3, msg=name)
     for (name, a), b in zip(fast.named_buffers(), ref.buffers()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize('make_conv', CONVS)
+@pytest.mark.parametrize('momentum', [0.1, None])
+def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum):
+    from mmevo.models.layers.act_conv import bn_conv
+    torch.manual_seed(0)
+    conv = make_conv().double()
+    bn = nn.BatchNorm2d(6, momentum=momentum).double()
+    ref_bn = nn.BatchNorm2d(6, momentum=momentum).double()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_()
+    ref_bn.load_state_dict(bn.state_dict())
+    x = torch.randn(3, 6, 9, 8, dtype=torch.float64, requires_grad=True)
+    out, lean = saved_tensor_bytes(lambda: bn_conv(x, bn, conv))
+    assert type(out.grad_fn).__name__ == '_BNConv2dBackward'
+    ref, plain = saved_tensor_bytes(lambda: conv(ref_bn(x)))
+    torch.testing.assert_close(out, ref)
+    assert lean < plain - 0.9 * x.numel() * 8  # the normalised map is not kept
+    for name in ('running_mean', 'running_var', 'num_batches_tracked'):
+        torch.testing.assert_close(getattr(bn, name), getattr(ref_bn, name))
+    grad = torch.randn_like(ref)
+    params = [x, bn.weight, bn.bias] + list(conv.parameters())
+    ref_params = [x, ref_bn.weight, ref_bn.bias] + list(conv.parameters())
+    for a, b in zip(torch.autograd.grad(out, params, grad),
+                    torch.autograd.grad(ref, ref_params, grad)):
+        torch.testing.assert_close(a, b)
+    # eval mode: running statistics, plain ops
+    bn.eval()
+    assert type(bn_conv(x, bn, conv).grad_fn).__name__ == 'ConvolutionBackward0'
