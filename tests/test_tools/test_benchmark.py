@@ -182,3 +182,13 @@ def test_rounds_interleave_variants_and_report_the_median(tmp_path):
     ratios = sorted(a['throughput'] / b['throughput']
                     for a, b in zip(results[1]['rounds'], results[0]['rounds']))
     assert results[1]['paired_throughput_ratio'] == pytest.approx(sum(ratios) / 2, rel=1e-3)
+
+
+def test_malloc_modes_set_the_worker_environment(monkeypatch):
+    for key in benchmark.MALLOC_ENV:
+        monkeypatch.delenv(key, raising=False)
+    fast = benchmark.worker_env(2)
+    exact = benchmark.worker_env(2, 'exact')
+    assert fast['MALLOC_MMAP_MAX_'] == '0' and fast['OMP_NUM_THREADS'] == '2'
+    assert exact['MALLOC_MMAP_THRESHOLD_'] == str(128 * 1024) and exact['MALLOC_TOP_PAD_'] == '0'
+    assert benchmark.parse_args([MOBILE, '--malloc', 'exact']).malloc == 'exact'

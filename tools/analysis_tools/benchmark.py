@@ -49,7 +49,10 @@ held before the first iteration (model and inputs; the increase thus includes op
 gradients and activations). On CPU that is the resident set size of the measuring process
 (``VmHWM``, reset through ``/proc/self/clear_refs`` where Linux allows it, else ``ru_maxrss``
 since the process started); on CUDA ``torch.cuda.max_memory_allocated``. Throughput is
-``batch / median latency``.
+``batch / median latency``. With the default ``--malloc fast`` glibc keeps freed memory in its
+heap, so a CPU peak also counts fragmentation (it varies by +-10% between runs of the same
+model); ``--malloc exact`` returns freed blocks at once and the peak follows the live tensors:
+use it for memory comparisons, the default for speed.
 
 Shared machines: "other load" is the number of cores other processes kept busy, on average,
 during the timed iterations (from ``/proc/stat`` minus the measuring process's own CPU time).
@@ -88,6 +91,18 @@ MALLOC_ENV = {
     'MALLOC_TRIM_THRESHOLD_': str(64 * 1024**3),
     'MALLOC_TOP_PAD_': str(256 * 1024 * 1024),
 }
+
+
+#: ``--malloc exact``: glibc's defaults for large blocks (mmap above 128 KiB, freed memory
+#: returned at once), so that the peak RSS follows the live tensors instead of the heap's
+#: high-water mark after fragmentation. Slower (page faults): for the memory columns.
+EXACT_MALLOC_ENV = {
+    'MALLOC_MMAP_MAX_': '65536',
+    'MALLOC_MMAP_THRESHOLD_': str(128 * 1024),
+    'MALLOC_TRIM_THRESHOLD_': str(128 * 1024),
+    'MALLOC_TOP_PAD_': '0',
+}
+MALLOC_MODES = {'fast': MALLOC_ENV, 'exact': EXACT_MALLOC_ENV}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -154,6 +169,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=1,
         help='measure all variants this many times, interleaved; report the median round')
+    parser.add_argument(
+        '--malloc',
+        choices=tuple(MALLOC_MODES),
+        default='fast',
+        help='glibc malloc settings of the measuring processes: "fast" (default; no page-fault '
+        'spikes, but freed memory stays in the heap, so the peak RSS includes fragmentation) '
+        'or "exact" (freed blocks returned: the peak RSS follows the live tensors; slower)')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument(
         '--backbone-only',
@@ -269,6 +291,7 @@ def base_run(args: argparse.Namespace, argv: List[str]) -> dict:
         fuse=args.fuse,
         reference=args.reference,
         external=None,
+        malloc=args.malloc,
         pythonpath=[osp.abspath(p) for p in args.pythonpath],
         device=args.device,
         backbone_only=args.backbone_only,
@@ -283,9 +306,9 @@ def _format_override(value) -> str:
     return str(value)
 
 
-def worker_env(threads: Optional[int]) -> Dict[str, str]:
+def worker_env(threads: Optional[int], malloc: str = 'fast') -> Dict[str, str]:
     env = dict(os.environ)
-    for key, value in MALLOC_ENV.items():  # values set by the user win
+    for key, value in MALLOC_MODES[malloc].items():  # values set by the user win
         env.setdefault(key, value)
     if threads:
         for key in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
@@ -302,7 +325,8 @@ def launch(run: dict, mode: str, timeout: float) -> dict:
         cmd = [sys.executable, osp.abspath(__file__), run['config'], '--worker', json.dumps(spec)]
         try:
             proc = subprocess.run(
-                cmd, env=worker_env(run['threads']), capture_output=True, text=True,
+                cmd, env=worker_env(run['threads'], run.get('malloc', 'fast')),
+                capture_output=True, text=True,
                 timeout=timeout)
         except subprocess.TimeoutExpired:
             return dict(spec, error=f'timed out after {timeout:.0f} s')
@@ -893,7 +917,7 @@ def main(argv=None) -> dict:
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         command=' '.join(shlex.quote(a) for a in ['python', sys.argv[0]] + argv),
         machine=machine_info(),
-        malloc_env=MALLOC_ENV,
+        malloc_env=MALLOC_MODES[args.malloc],
         threading_env={k: v for k, v in sorted(os.environ.items())
                        if k.startswith(('OMP_', 'GOMP_', 'KMP_', 'MKL_', 'MALLOC_'))},
         loadavg_before=load_before,
