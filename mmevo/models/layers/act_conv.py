@@ -150,7 +150,8 @@ def bn_conv(x: torch.Tensor, bn: nn.Module, conv: nn.Conv2d) -> torch.Tensor:
     the plain ops otherwise."""
     if not (plain_batch_norm(bn) and type(conv) is nn.Conv2d and conv.padding_mode == 'zeros'
             and not isinstance(conv.padding, str) and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled(x.device.type)
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and not torch.is_autocast_enabled(x.device.type)
             and (x.requires_grad or conv.weight.requires_grad)):
         return conv(bn(x))
     return _BNConv2d.apply(x, bn.weight, bn.bias, conv.weight, conv.bias, bn, conv.stride,

@@ -46,7 +46,8 @@ def lean_dwconv_enabled(x: torch.Tensor, *params: Optional[torch.Tensor]) -> boo
     return (torch.is_grad_enabled() and x.device.type == 'cpu'
             and x.dtype in (torch.float32, torch.float64)
             and (x.requires_grad or any(p is not None and p.requires_grad for p in params))
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing())
 
 
 def _grad_input(grad: torch.Tensor, weight: torch.Tensor, padding: _Pair,

@@ -43,10 +43,11 @@ def _foldable(norm: Optional[nn.Module]) -> bool:
 
 def fused_inference(x: torch.Tensor) -> bool:
     """Whether :func:`conv_bn_act` on ``x`` runs as one oneDNN kernel: no autograd, CPU,
-    float32, no autocast, not under ``torch.compile`` (Inductor fuses by itself)."""
+    float32, no autocast, not under ``torch.compile`` (Inductor fuses by itself) or
+    ``torch.jit.trace`` (FLOP counters must see plain convolutions)."""
     return (ONEDNN_POINTWISE and not torch.is_grad_enabled() and x.device.type == 'cpu'
             and x.dtype == torch.float32 and not torch.is_autocast_enabled('cpu')
-            and not torch.compiler.is_compiling())
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
 
 
 def _plain(x, conv, norm, act, scale, residual):
