@@ -616,7 +616,8 @@ def measure(spec: dict) -> dict:
     samples = None if backbone_only or external else fake_data_samples(
         scope, batch, height, width, with_labels=train, num_classes=_num_classes(cfg),
         device=device)
-    labels = torch.randint(0, _num_classes(cfg), (batch, ), device=device)
+    labels = torch.randint(0, _num_classes(cfg), (batch, ), device=device) \
+        if external and train else None
 
     if spec['compile']:
         import torch._dynamo

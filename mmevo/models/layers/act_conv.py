@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fuse import affine_after_conv, is_plain_conv
+
 _ACTIVATIONS = {
     'silu': (F.silu, torch.ops.aten.silu_backward),
     'gelu': (F.gelu, torch.ops.aten.gelu_backward),
@@ -60,10 +62,9 @@ def scaled_conv_params(conv: nn.Conv2d, scale: Optional[torch.Tensor] = None):
     ``F.conv2d(x, *scaled_conv_params(conv, s))`` is ``s * conv(x)`` without autograd keeping
     the convolution's output for ``s``'s gradient.
     """
-    weight, bias = conv.weight, conv.bias
     if scale is None:
-        return weight, bias
-    return weight * scale.view(-1, 1, 1, 1), bias * scale if bias is not None else None
+        return conv.weight, conv.bias
+    return affine_after_conv(conv.weight, conv.bias, scale)
 
 
 def act_conv(x: torch.Tensor,
@@ -83,13 +84,21 @@ def act_conv(x: torch.Tensor,
     """
     weight, bias = scaled_conv_params(conv, scale)
     if (not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad)
-            or torch.compiler.is_compiling() or type(conv) is not nn.Conv2d
-            or conv.padding_mode != 'zeros' or isinstance(conv.padding, str)):
+            or torch.compiler.is_compiling() or not is_plain_conv(conv)):
         a = F.silu(x, inplace=inplace and not x.requires_grad) if act == 'silu' \
             else _ACTIVATIONS[act][0](x)
         return F.conv2d(a, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     return _ActConv2d.apply(x, weight, bias, act, conv.stride, conv.padding, conv.dilation,
                             conv.groups)
+
+
+def lean_autograd(x: torch.Tensor, *params: Optional[torch.Tensor]) -> bool:
+    """Whether a memory-lean autograd node should replace the plain ops on ``x``: a graph is
+    recorded, no autocast, and neither ``torch.compile`` nor ``torch.jit.trace`` is running."""
+    return (torch.is_grad_enabled()
+            and (x.requires_grad or any(p is not None and p.requires_grad for p in params))
+            and not torch.is_autocast_enabled(x.device.type)
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
 
 
 def batch_norm_momentum(bn: nn.Module) -> float:
@@ -148,11 +157,7 @@ def bn_conv(x: torch.Tensor, bn: nn.Module, conv: nn.Conv2d) -> torch.Tensor:
     """``conv(bn(x))`` that keeps only ``x`` for the backward pass (the normalised map is
     recomputed from the saved batch statistics) when ``bn`` normalises with batch statistics;
     the plain ops otherwise."""
-    if not (plain_batch_norm(bn) and type(conv) is nn.Conv2d and conv.padding_mode == 'zeros'
-            and not isinstance(conv.padding, str) and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
-            and not torch.is_autocast_enabled(x.device.type)
-            and (x.requires_grad or conv.weight.requires_grad)):
+    if not (plain_batch_norm(bn) and is_plain_conv(conv) and lean_autograd(x, conv.weight)):
         return conv(bn(x))
     return _BNConv2d.apply(x, bn.weight, bn.bias, conv.weight, conv.bias, bn, conv.stride,
                            conv.padding, conv.dilation, conv.groups)

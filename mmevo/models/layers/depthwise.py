@@ -29,25 +29,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .act_conv import (act_conv, batch_norm_momentum, bn_recompute, plain_batch_norm,
-                       scaled_conv_params)
+from .act_conv import (act_conv, batch_norm_momentum, bn_recompute, lean_autograd,
+                       plain_batch_norm, scaled_conv_params)
+from .fuse import is_plain_conv
 
 _Pair = Tuple[int, int]
 
 
 def _is_depthwise(conv: nn.Conv2d) -> bool:
-    return (type(conv) is nn.Conv2d and conv.groups == conv.in_channels == conv.out_channels
-            and conv.stride == (1, 1) and conv.padding_mode == 'zeros'
-            and not isinstance(conv.padding, str))
+    return (is_plain_conv(conv) and conv.groups == conv.in_channels == conv.out_channels
+            and conv.stride == (1, 1))
 
 
 def lean_dwconv_enabled(x: torch.Tensor, *params: Optional[torch.Tensor]) -> bool:
     """Whether the custom depth-wise backward applies: autograd on a CPU float graph."""
-    return (torch.is_grad_enabled() and x.device.type == 'cpu'
-            and x.dtype in (torch.float32, torch.float64)
-            and (x.requires_grad or any(p is not None and p.requires_grad for p in params))
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing())
+    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
+            and lean_autograd(x, *params))
 
 
 def _grad_input(grad: torch.Tensor, weight: torch.Tensor, padding: _Pair,

@@ -23,6 +23,32 @@ def bn_affine(bn: _BatchNorm):
     return scale, shift
 
 
+def is_plain_conv(conv: nn.Module) -> bool:
+    """An ``nn.Conv2d`` (not a subclass) with numeric zero padding: its weights can be folded
+    and its computation handed to ``F.conv2d`` / oneDNN directly."""
+    return (type(conv) is nn.Conv2d and conv.padding_mode == 'zeros'
+            and not isinstance(conv.padding, str))
+
+
+def affine_after_conv(weight: torch.Tensor, bias: Optional[torch.Tensor],
+                      scale: torch.Tensor, shift: Optional[torch.Tensor] = None):
+    """Weight and bias of ``scale * conv(x) + shift`` (per output channel; differentiable)."""
+    weight = weight * scale.view(-1, 1, 1, 1)
+    bias = bias * scale if bias is not None else None
+    if shift is not None:
+        bias = shift if bias is None else bias + shift
+    return weight, bias
+
+
+def affine_before_conv(weight: torch.Tensor, bias: Optional[torch.Tensor],
+                       scale: torch.Tensor, shift: torch.Tensor):
+    """Weight and bias of ``conv(scale * x + shift)`` for an unpadded dense 1x1 convolution."""
+    folded_bias = weight.flatten(1) @ shift
+    if bias is not None:
+        folded_bias = folded_bias + bias
+    return weight * scale.view(1, -1, 1, 1), folded_bias
+
+
 def _with_bias(conv: nn.Conv2d) -> nn.Conv2d:
     if conv.bias is None:
         conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype,
@@ -33,10 +59,10 @@ def _with_bias(conv: nn.Conv2d) -> nn.Conv2d:
 @torch.no_grad()
 def fold_bn_after_conv(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
     """``bn(conv(x))`` == ``conv'(x)``; updates ``conv`` in place and returns it."""
-    scale, shift = bn_affine(bn)
+    weight, bias = affine_after_conv(conv.weight, conv.bias, *bn_affine(bn))
     conv = _with_bias(conv)
-    conv.weight.mul_(scale.view(-1, 1, 1, 1))
-    conv.bias.mul_(scale).add_(shift)
+    conv.weight.copy_(weight)
+    conv.bias.copy_(bias)
     return conv
 
 
@@ -45,10 +71,10 @@ def fold_bn_before_conv(bn: _BatchNorm, conv: nn.Conv2d) -> nn.Conv2d:
     """``conv(bn(x))`` == ``conv'(x)`` for an unpadded, ungrouped 1x1 convolution."""
     if conv.kernel_size != (1, 1) or conv.groups != 1:
         raise ValueError('only a dense 1x1 convolution can absorb the BatchNorm before it')
-    scale, shift = bn_affine(bn)
+    weight, bias = affine_before_conv(conv.weight, conv.bias, *bn_affine(bn))
     conv = _with_bias(conv)
-    conv.bias.add_(conv.weight.flatten(1) @ shift)
-    conv.weight.mul_(scale.view(1, -1, 1, 1))
+    conv.weight.copy_(weight)
+    conv.bias.copy_(bias)
     return conv
 
 

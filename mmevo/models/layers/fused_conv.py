@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 
-from .fuse import bn_affine
+from .fuse import affine_after_conv, affine_before_conv, bn_affine, is_plain_conv
 
 #: oneDNN post-op names (and algorithms) of the supported activations.
 _POST_OPS = {None: ('none', None), 'silu': ('swish', None), 'gelu': ('gelu', 'none')}
@@ -84,18 +84,14 @@ def conv_bn_act(x: torch.Tensor,
         raise ValueError('scale and residual follow the convolution only without an activation')
     if isinstance(norm, nn.Identity):
         norm = None
-    if not (fused_inference(x) and _foldable(norm) and type(conv) is nn.Conv2d
-            and conv.padding_mode == 'zeros' and not isinstance(conv.padding, str)):
+    if not (fused_inference(x) and _foldable(norm) and is_plain_conv(conv)):
         return _plain(x, conv, norm, act, scale, residual)
     weight, bias = conv.weight, conv.bias
     if norm is not None or scale is not None:
         out_scale, out_shift = bn_affine(norm) if norm is not None else (scale, None)
         if norm is not None and scale is not None:
             out_scale, out_shift = out_scale * scale, out_shift * scale
-        weight = weight * out_scale.view(-1, 1, 1, 1)
-        bias = bias * out_scale if bias is not None else None
-        if out_shift is not None:
-            bias = out_shift if bias is None else bias + out_shift
+        weight, bias = affine_after_conv(weight, bias, out_scale, out_shift)
     args = (weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
     if residual is not None:
         return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, *args, 'add', None,
@@ -114,13 +110,9 @@ def bn_conv_act(x: torch.Tensor,
     (exact for a 1x1 convolution without padding) and the activation is a post-op.
     """
     if (isinstance(norm, nn.Identity) or not fused_inference(x) or not _foldable(norm)
-            or conv.kernel_size != (1, 1) or conv.groups != 1 or type(conv) is not nn.Conv2d):
+            or conv.kernel_size != (1, 1) or conv.groups != 1 or not is_plain_conv(conv)):
         return _plain(norm(x), conv, None, act, None, None)
-    in_scale, in_shift = bn_affine(norm)
-    weight = conv.weight * in_scale.view(1, -1, 1, 1)
-    bias = conv.weight.flatten(1) @ in_shift
-    if conv.bias is not None:
-        bias = bias + conv.bias
+    weight, bias = affine_before_conv(conv.weight, conv.bias, *bn_affine(norm))
     attr, algorithm = _POST_OPS[act]
     return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [0, 0], list(conv.stride),
                                                    [1, 1], 1, attr, [], algorithm)

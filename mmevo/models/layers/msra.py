@@ -102,11 +102,12 @@ class MSRA(nn.Module):
     def mix(self, h: torch.Tensor) -> torch.Tensor:
         """The SiLU branches, mixed (before ``proj``)."""
         n = self.num_branches
-        weights = self.alphas.softmax(-1) if self.alphas is not None else None
         if n > 1 and self.mode == 'sum':
             weights = self._sum_weights(h)
             if not fused_inference(h):
                 return dwconv_silu_mix(h, self.convs, weights)
+        else:
+            weights = self.alphas.softmax(-1) if self.alphas is not None else None
         branches = [conv_bn_act(h, conv, act='silu') for conv in self.convs]
         if n == 1:
             return branches[0]

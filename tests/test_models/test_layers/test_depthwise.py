@@ -13,6 +13,16 @@ CASES = [(3, 1, 1, True, (9, 11)), (3, 2, 2, True, (9, 11)), (3, 3, 3, False, (1
          (5, 1, 2, True, (7, 7)), (5, 1, 2, False, (10, 13)), (3, 2, 1, True, (8, 8))]
 
 
+def _assert_same_gradients(out, ref, inputs, ref_inputs=None):
+    """``out`` and ``ref`` agree, and so do their gradients w.r.t. ``inputs`` (``ref_inputs``)
+    for one random output gradient."""
+    torch.testing.assert_close(out, ref)
+    grad = torch.randn_like(ref)
+    for ours, plain in zip(torch.autograd.grad(out, inputs, grad),
+                           torch.autograd.grad(ref, ref_inputs or inputs, grad)):
+        torch.testing.assert_close(ours, plain)
+
+
 @pytest.mark.parametrize('kernel,dilation,padding,bias,size', CASES)
 def test_dwconv_gradients_equal_the_plain_convolution(kernel, dilation, padding, bias, size):
     torch.manual_seed(0)
@@ -22,12 +32,7 @@ def test_dwconv_gradients_equal_the_plain_convolution(kernel, dilation, padding,
     params = (x, conv.weight) + ((conv.bias, ) if bias else ())
     out = dwconv(x, conv)
     assert type(out.grad_fn).__name__ == '_DWConvBackward'
-    ref = conv(x)
-    torch.testing.assert_close(out, ref)
-    grad = torch.randn_like(ref)
-    for ours, plain in zip(torch.autograd.grad(out, params, grad),
-                           torch.autograd.grad(ref, params, grad)):
-        torch.testing.assert_close(ours, plain)
+    _assert_same_gradients(out, conv(x), params)
     # numerical Jacobians on a smaller problem
     small = nn.Conv2d(2, 2, kernel, padding=padding, dilation=dilation, groups=2,
                       bias=bias).double()
@@ -82,11 +87,7 @@ def test_dwconv_silu_mix_equals_the_plain_branches(dilations, with_proj):
     ref = _plain_mix(h, convs, alphas.softmax(-1) / n)
     if with_proj:
         ref = proj(ref)
-    torch.testing.assert_close(out, ref)
-    grad = torch.randn_like(ref)
-    for ours, plain in zip(torch.autograd.grad(out, params, grad),
-                           torch.autograd.grad(ref, params, grad)):
-        torch.testing.assert_close(ours, plain)
+    _assert_same_gradients(out, ref, params)
     assert torch.autograd.gradcheck(
         lambda h_, a_: dwconv_silu_mix(h_, convs, a_.softmax(-1) / n, proj),
         (h[:1, :, :6, :7].detach().requires_grad_(), alphas), fast_mode=True)
@@ -125,15 +126,11 @@ def test_dwconv_bn_silu_conv_equals_the_plain_op(momentum, with_scale):
     ref = plain.pwconv(F.silu(plain.norm(plain.dwconv(x))))
     if scale is not None:
         ref = ref * scale.view(-1, 1, 1)
-    torch.testing.assert_close(out, ref)
     for name in ('running_mean', 'running_var', 'num_batches_tracked'):
         torch.testing.assert_close(getattr(lean.norm, name), getattr(plain.norm, name))
-    grad = torch.randn_like(ref)
     inputs = [x] + ([scale] if scale is not None else [])
-    ours = torch.autograd.grad(out, inputs + list(lean.parameters()), grad)
-    theirs = torch.autograd.grad(ref, inputs + list(plain.parameters()), grad)
-    for a, b in zip(ours, theirs):
-        torch.testing.assert_close(a, b)
+    _assert_same_gradients(out, ref, inputs + list(lean.parameters()),
+                           inputs + list(plain.parameters()))
     # eval mode (running statistics) and frozen parameters take the plain ops
     lean.eval()
     assert type(lean(x).grad_fn).__name__ != '_DWConvBNSiLUConvBackward'
