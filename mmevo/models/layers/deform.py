@@ -36,6 +36,16 @@ def _mmcv_ops(what: str):
     return ops
 
 
+def groups_to_batch(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """``(B, groups * c, H, W)`` -> ``(B * groups, c, H, W)``, channels split group-major, in one
+    copy; the result is channels-last in memory."""
+    if groups == 1:
+        return x
+    B, C, H, W = x.shape
+    x = x.permute(0, 2, 3, 1).reshape(B, H, W, groups, C // groups).permute(0, 3, 1, 2, 4)
+    return x.reshape(B * groups, H, W, C // groups).permute(0, 3, 1, 2)
+
+
 def modulated_deform_sample(x: torch.Tensor,
                             grid: torch.Tensor,
                             mask: torch.Tensor,

@@ -12,7 +12,7 @@ from .depthwise import dwconv_bn_silu_conv
 from .fuse import fold_bn_after_conv, is_bn, scale_conv_output
 from .fused_conv import conv_bn_act, fused_inference
 from .norm import build_eat_norm
-from .residual import add_residual, interleave_add
+from .residual import add_residual, interleave_add, interleave_channels
 from .window import WindowSize
 
 #: Accepted op names of GLI, with the short aliases of the official code.
@@ -211,7 +211,7 @@ class GLI(nn.Module):
         if self.merge == 'interleave':
             if fused_inference(x) and not self.training:
                 return interleave_add(x, outs)
-            y = torch.stack(outs, dim=2).flatten(1, 2)
+            y = interleave_channels(outs)
         elif self.merge == 'mean':
             y = torch.stack(outs, dim=-1).mean(-1)
         else:

@@ -11,14 +11,9 @@ from .depthwise import dwconv_silu_mix
 from .fuse import fold_bn_after_conv, is_bn
 from .fused_conv import conv_bn_act, fused_inference
 from .norm import build_eat_norm
-from .residual import add_residual
+from .residual import add_residual, interleave_channels
 
 MSRA_MODES = ('sum', 'cat')
-
-
-def interleave_channels(xs: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``[a, b]`` -> ``[a_0, b_0, a_1, b_1, ...]`` along channels (EATFormer's branch order)."""
-    return torch.stack(tuple(xs), dim=2).flatten(1, 2)
 
 
 class MSRA(nn.Module):

@@ -51,39 +51,46 @@ def pad_to_windows(x: torch.Tensor, grid: GridWindows) -> torch.Tensor:
 
 def grid_window_partition(x: torch.Tensor,
                           window_size: WindowSize) -> Tuple[torch.Tensor, GridWindows]:
-    """``(B, C, H, W)`` -> ``(B * n1 * n2, C, wh, ww)`` grid windows (one copy at most)."""
+    """``(B, C, H, W)`` -> ``(B * n1 * n2, C, wh, ww)`` grid windows (one copy at most).
+
+    The windows are channels-last in memory (as mmevo's maps are), whatever the layout of ``x``.
+    """
     B, C, H, W = x.shape
     grid = grid_window_layout(window_size, H, W)
     x = pad_to_windows(x, grid)
     if grid.n1 == grid.n2 == 1:
         return x, grid
-    x = x.reshape(B, C, grid.wh, grid.n1, grid.ww, grid.n2).permute(0, 3, 5, 1, 2, 4)
-    return x.reshape(B * grid.n1 * grid.n2, C, grid.wh, grid.ww), grid
+    x = x.permute(0, 2, 3, 1).reshape(B, grid.wh, grid.n1, grid.ww, grid.n2, C)
+    x = x.permute(0, 2, 4, 1, 3, 5).reshape(B * grid.n1 * grid.n2, grid.wh, grid.ww, C)
+    return x.permute(0, 3, 1, 2), grid
 
 
 def grid_window_heads(x: torch.Tensor, grid: GridWindows, num_parts: int,
                       num_heads: int) -> torch.Tensor:
-    """Cut a padded ``(B, P*heads*dh, Hp, Wp)`` map into per-head window tokens in one copy.
+    """Cut a padded ``(B, P*heads*dh, Hp, Wp)`` map into per-head window tokens in one copy
+    (for a channels-last ``x``).
 
     Channels are ordered ``(part, head, dim_head)`` as in the official qkv projections. Returns
     ``(P, B * n1 * n2, heads, wh * ww, dh)``.
     """
     B, C = x.shape[:2]
     dh = C // (num_parts * num_heads)
-    x = x.reshape(B, num_parts, num_heads, dh, grid.wh, grid.n1, grid.ww, grid.n2)
-    x = x.permute(1, 0, 5, 7, 2, 4, 6, 3)
+    x = x.permute(0, 2, 3, 1).reshape(B, grid.wh, grid.n1, grid.ww, grid.n2, num_parts,
+                                      num_heads, dh)
+    x = x.permute(5, 0, 2, 4, 6, 1, 3, 7)
     return x.reshape(num_parts, B * grid.n1 * grid.n2, num_heads, grid.wh * grid.ww, dh)
 
 
 def grid_window_merge_heads(x: torch.Tensor, grid: GridWindows) -> torch.Tensor:
     """Inverse of the window/head split: ``(Bw, heads, N, dh)`` -> ``(B, heads*dh, H, W)``.
 
-    Merges heads head-major, puts the windows back on the grid and crops the padding in one copy.
+    Merges heads head-major and puts the windows back on the grid in one copy, channels-last;
+    the padding is cropped by a view.
     """
     Bw, heads, _, dh = x.shape
     B = Bw // (grid.n1 * grid.n2)
-    x = x.reshape(B, grid.n1, grid.n2, heads, grid.wh, grid.ww, dh).permute(0, 3, 6, 4, 1, 5, 2)
-    x = x.reshape(B, heads * dh, grid.wh * grid.n1, grid.ww * grid.n2)
+    x = x.reshape(B, grid.n1, grid.n2, heads, grid.wh, grid.ww, dh).permute(0, 4, 1, 5, 2, 3, 6)
+    x = x.reshape(B, grid.wh * grid.n1, grid.ww * grid.n2, heads * dh).permute(0, 3, 1, 2)
     if x.shape[-2] != grid.height or x.shape[-1] != grid.width:
         x = x[:, :, :grid.height, :grid.width]
     return x
