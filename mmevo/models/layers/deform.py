@@ -37,8 +37,10 @@ def _mmcv_ops(what: str):
 
 
 def groups_to_batch(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """``(B, groups * c, H, W)`` -> ``(B * groups, c, H, W)``, channels split group-major, in one
-    copy; the result is channels-last in memory."""
+    """``(B, groups * c, H, W)`` -> ``(B * groups, c, H, W)``, channels split group-major.
+
+    A channels-last ``x`` gives a channels-last result in one copy (``reshape`` would give a
+    contiguous one); a contiguous ``x`` gives a view."""
     if groups == 1:
         return x
     B, C, H, W = x.shape
