@@ -97,8 +97,9 @@ def _in_process(**overrides) -> dict:
 
 
 def test_reference_baseline_runs_the_straightforward_formulation():
-    """--reference swaps in mmevo.testing.as_reference: explicit softmax attention (no SDPA
-    kernel in the profile) on the same model, for forward and training steps."""
+    """--reference swaps in mmevo.testing.as_reference: plain convolutions, BatchNorms and
+    activations (no fused oneDNN conv + post-op in the profile) on the same model, for forward
+    and training steps."""
     for mode in ('forward', 'train'):
         fast = _in_process(mode=mode)
         ref = _in_process(mode=mode, reference=True)
@@ -106,8 +107,9 @@ def test_reference_baseline_runs_the_straightforward_formulation():
     ops = lambda res: ' '.join(row['name'] for row in res['profile']['top'])  # noqa: E731
     fast = _in_process(profile_ops=200)
     ref = _in_process(reference=True, profile_ops=200)
-    assert 'scaled_dot_product' in ops(fast) and 'scaled_dot_product' not in ops(ref)
-    assert 'aten::softmax' in ops(ref)
+    fused = 'mkldnn::_convolution_pointwise'
+    assert fused in ops(fast) and fused not in ops(ref)
+    assert 'aten::native_batch_norm' in ops(ref) and 'aten::softmax' in ops(ref)
     with pytest.raises(ValueError, match='neither with_cp nor fuse'):
         _in_process(mode='train', reference=True, with_cp=True)
 
@@ -192,3 +194,35 @@ def test_malloc_modes_set_the_worker_environment(monkeypatch):
     assert fast['MALLOC_MMAP_MAX_'] == '0' and fast['OMP_NUM_THREADS'] == '2'
     assert exact['MALLOC_MMAP_THRESHOLD_'] == str(128 * 1024) and exact['MALLOC_TOP_PAD_'] == '0'
     assert benchmark.parse_args([MOBILE, '--malloc', 'exact']).malloc == 'exact'
+
+
+def test_alternate_times_variants_in_turn_in_one_process(tmp_path):
+    out = str(tmp_path / 'alternate.json')
+    proc = run_tool([
+        'analysis_tools/benchmark.py', MOBILE, '--batch-size', '1', '--shape', '64', '64',
+        '--warmup', '0', '--iters', '3', '--threads', '1', '--mode', 'forward', '--alternate',
+        '--json', out, '--pythonpath', EXTERNAL_DIR, '--compare',
+        'external=tiny_classifier:tiny_classifier'
+    ], cwd=str(tmp_path), timeout=600)
+    assert_ok(proc)
+    assert '[benchmark] forward, alternating base, external=tiny_classifier' in proc.stdout
+    with open(out) as f:
+        base, external = json.load(f)['results']
+    assert external['external'] == 'tiny_classifier:tiny_classifier'
+    for res in (base, external):
+        assert len(res['iteration_ms']) == 3 and res['throughput'] > 0
+        assert res['peak_memory_mb'] is None  # memory is not attributed to variants
+    # the ratio is the median over turns of the same-turn throughput ratios
+    assert base['paired_throughput_ratio'] == 1.0
+    ratios = sorted(b / e for b, e in zip(base['iteration_ms'], external['iteration_ms']))
+    assert external['paired_throughput_ratio'] == pytest.approx(ratios[1], rel=0.05)
+    low, high = external['paired_throughput_ratio_range']
+    assert low <= external['paired_throughput_ratio'] <= high
+    # the table shows that ratio, and no memory
+    row = [line for line in proc.stdout.splitlines() if line.startswith('| external=')][0]
+    assert f"| {external['paired_throughput_ratio']:.2f}x |" in row and '| - |' in row
+
+
+def test_alternate_rejects_rounds():
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([MOBILE, '--alternate', '--rounds', '2'])

@@ -39,6 +39,11 @@ settings. ``external=MODULE:FACTORY`` times ``FACTORY()`` (an ``nn.Module`` clas
 batch and returning logits) instead of the config's model: forward, or a training step with
 cross-entropy on random labels and the config's optimizer and gradient clipping.
 
+``--alternate`` times all variants of a mode in one process instead, one iteration of each in
+turn (A B A B ...), and reports per variant the median over turns of its throughput ratio to the
+first variant: the most robust ratio on a machine whose speed drifts from minute to minute (no
+per-variant memory then; the variants must share threads and malloc settings).
+
 ``--rounds N`` measures every variant N times, the variants interleaved (A B A B ...), and reports
 for each the round with the median throughput; the "vs first" columns then show the median over
 rounds of the ratio to the first variant measured in the same round. Shared machines drift by
@@ -188,6 +193,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[],
         metavar='VARIANT',
         help='more variants, each "KEY=VALUE[;KEY=VALUE...]" (see the module docstring)')
+    parser.add_argument(
+        '--alternate',
+        action='store_true',
+        help='speed only: time all variants of a mode in one process, one iteration of each in '
+        'turn, and report per-iteration paired ratios (robust to a drifting machine; no '
+        'per-variant memory)')
     parser.add_argument('--json', help='write all results to this JSON file')
     parser.add_argument(
         '--profile',
@@ -220,6 +231,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='override settings of the config for all variants')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.alternate and (args.rounds != 1 or args.profile):
+        parser.error('--alternate times all variants in one process: no --rounds or --profile')
     if args.worker is None:
         if args.shape is not None and len(args.shape) not in (1, 2):
             parser.error('--shape takes H W or a single size')
@@ -548,8 +561,10 @@ def _build_optimizer(cfg, module, backbone_only: bool):
     return torch.optim.AdamW(module.parameters(), lr=1e-4, weight_decay=0.05), clip, 'AdamW'
 
 
-def measure(spec: dict) -> dict:
-    """Build the variant and time ``spec['mode']``; runs inside the worker process."""
+def _prepare(spec: dict):
+    """Build the variant of ``spec`` and its ``step()`` for ``spec['mode']`` (in the worker).
+
+    Returns ``(step, sync, info)``: ``info`` describes what was built."""
     import torch
     import torch.nn.functional as F
     from mmengine.config import Config, DictAction
@@ -671,6 +686,42 @@ def measure(spec: dict) -> dict:
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
 
+    info = dict(
+        shape=[height, width],
+        scope=scope,
+        params=params,
+        threads_used=torch.get_num_threads(),
+        optimizer=optimizer_source,
+        fused=fused)
+    return step, sync, info
+
+
+def _latency(times: List[float], batch: int) -> dict:
+    times_ms = sorted(t * 1e3 for t in times)
+    median = _percentile(times_ms, 50)
+    return dict(
+        latency_ms=dict(
+            median=round(median, 3),
+            p90=round(_percentile(times_ms, 90), 3),
+            mean=round(sum(times_ms) / len(times_ms), 3),
+            min=round(times_ms[0], 3),
+            max=round(times_ms[-1], 3)),
+        throughput=round(batch / (median / 1e3), 3))
+
+
+def _graph_breaks() -> dict:
+    from torch._dynamo.utils import counters
+    breaks = counters.get('graph_break', {})
+    return dict(
+        graph_breaks=int(sum(breaks.values())),
+        graph_break_reasons=[str(k)[:300] for k in list(breaks)[:10]])
+
+
+def measure(spec: dict) -> dict:
+    """Build the variant and time ``spec['mode']``; runs inside the worker process."""
+    import torch
+    step, sync, info = _prepare(spec)
+    device = torch.device(spec['device'])
     meter = MemoryMeter(device)
     meter.start()
     times = []
@@ -696,23 +747,10 @@ def measure(spec: dict) -> dict:
     other_load = _other_load(busy0, own0, wall0)
     profile = _profile(step, device, spec['profile_ops']) if spec.get('profile_ops') else None
 
-    times_ms = sorted(t * 1e3 for t in times)
-    median = _percentile(times_ms, 50)
     result = dict(
         {k: v for k, v in spec.items() if k != 'out'},
-        shape=[height, width],
-        scope=scope,
-        params=params,
-        threads_used=torch.get_num_threads(),
-        optimizer=optimizer_source,
-        fused=fused,
-        latency_ms=dict(
-            median=round(median, 3),
-            p90=round(_percentile(times_ms, 90), 3),
-            mean=round(sum(times_ms) / len(times_ms), 3),
-            min=round(times_ms[0], 3),
-            max=round(times_ms[-1], 3)),
-        throughput=round(batch / (median / 1e3), 3),
+        **info,
+        **_latency(times, spec['batch_size']),
         first_iter_s=round(first_iter_s, 3),
         page_faults_per_iter=round(faults / spec['iters']),
         other_load=None if other_load is None else round(other_load, 2),
@@ -720,11 +758,48 @@ def measure(spec: dict) -> dict:
     if profile is not None:
         result['profile'] = profile
     if spec['compile']:
-        from torch._dynamo.utils import counters
-        breaks = counters.get('graph_break', {})
-        result['graph_breaks'] = int(sum(breaks.values()))
-        result['graph_break_reasons'] = [str(k)[:300] for k in list(breaks)[:10]]
+        result.update(_graph_breaks())
     return result
+
+
+def measure_alternating(spec: dict) -> List[dict]:
+    """Time the variants ``spec['alternate']`` in this one process, one iteration of each in
+    turn (A B C A B C ...), so that all of them see the same machine state; each variant's
+    ``paired_throughput_ratio`` is the median over iterations of its throughput relative to
+    the first variant's in the same turn. Memory is not attributed to variants here."""
+    specs = spec['alternate']
+    prepared = [_prepare(s) for s in specs]
+    times: List[List[float]] = [[] for _ in specs]
+    busy0 = own0 = wall0 = None
+    warmup, iters = specs[0]['warmup'], specs[0]['iters']
+    for i in range(warmup + iters):
+        if i == warmup:
+            busy0, own0, wall0 = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
+        for (step, sync, _), ts in zip(prepared, times):
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            if i >= warmup:
+                ts.append(time.perf_counter() - start)
+    other_load = _other_load(busy0, own0, wall0)
+    results = []
+    for s, (_, _, info), ts in zip(specs, prepared, times):
+        ratios = sorted(t0 / t for t0, t in zip(times[0], ts))
+        result = dict(
+            {k: v for k, v in s.items() if k != 'out'},
+            **info,
+            **_latency(ts, s['batch_size']),
+            iteration_ms=[round(t * 1e3, 3) for t in ts],
+            paired_throughput_ratio=round(_percentile(ratios, 50), 4),
+            paired_throughput_ratio_range=[round(ratios[0], 4), round(ratios[-1], 4)],
+            other_load=None if other_load is None else round(other_load, 2),
+            peak_memory_mb=None,
+            peak_memory_delta_mb=None)
+        if s['compile']:
+            result.update(_graph_breaks())
+        results.append(result)
+    return results
 
 
 def _profile(step, device, top: int) -> dict:
@@ -809,6 +884,10 @@ def _ratio(value, base) -> str:
     return f'{value / base:.2f}x'
 
 
+def _mb(value) -> str:
+    return '-' if value is None else f'{value:.0f}'
+
+
 def format_table(results: List[dict]) -> str:
     header = ('| variant | mode | batch | img/s | vs first | median ms | p90 ms | peak MB '
               '| peak delta MB | delta vs first | other load |')
@@ -830,8 +909,8 @@ def format_table(results: List[dict]) -> str:
             memory = f"{res['paired_memory_ratio']:.2f}x"
         lines.append(
             f"| {res['label']} | {mode} | {res['batch_size']} | {res['throughput']:.2f} | "
-            f"{speed} | {lat['median']:.1f} | {lat['p90']:.1f} | {res['peak_memory_mb']:.0f} | "
-            f"{res['peak_memory_delta_mb']:.0f} | {memory} | {res.get('other_load', '-')} |")
+            f"{speed} | {lat['median']:.1f} | {lat['p90']:.1f} | {_mb(res['peak_memory_mb'])} | "
+            f"{_mb(res['peak_memory_delta_mb'])} | {memory} | {res.get('other_load', '-')} |")
     return '\n'.join(lines)
 
 
@@ -878,12 +957,41 @@ def _paired_ratios(jobs, rounds: List[List[dict]], results: List[dict]) -> None:
                 results[j][name] = round(_percentile(ratios, 50), 4)
 
 
+def _measure_alternating(jobs, args: argparse.Namespace) -> List[dict]:
+    """``--alternate``: one worker per mode times all of that mode's variants in turn."""
+    results: List[Optional[dict]] = [None] * len(jobs)
+    for mode in MODES:
+        index = [j for j, (_, m) in enumerate(jobs) if m == mode]
+        if not index:
+            continue
+        runs = [jobs[j][0] for j in index]
+        for key in ('threads', 'malloc', 'device'):
+            if len({str(run.get(key)) for run in runs}) > 1:
+                raise SystemExit(f'benchmark.py: error: --alternate needs one {key} for all '
+                                 f'variants of a mode')
+        labels = ', '.join(run['label'] for run in runs)
+        print(f'[benchmark] {mode}, alternating {labels} ...', flush=True)
+        spec = dict(runs[0], alternate=[dict(run, mode=mode) for run in runs])
+        res = launch(spec, mode, args.timeout * len(runs))
+        for k, j in enumerate(index):
+            if 'error' in res:
+                results[j] = dict(runs[k], mode=mode, error=res['error'])
+                print(f"[benchmark]   failed: {res['error']}", flush=True)
+                continue
+            results[j] = res['results'][k]
+            print(f"[benchmark]   {runs[k]['label']}: {results[j]['throughput']:.2f} img/s, "
+                  f"{results[j]['paired_throughput_ratio']:.2f}x the first (median of "
+                  f"{len(results[j]['iteration_ms'])} turns)", flush=True)
+    return results
+
+
 def main(argv=None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args.worker is not None:
         spec = json.loads(args.worker)
-        result = measure(spec)
+        result = dict(results=measure_alternating(spec)) if 'alternate' in spec \
+            else measure(spec)
         with open(spec['out'], 'w') as f:
             json.dump(result, f)
         return result
@@ -897,7 +1005,9 @@ def main(argv=None) -> dict:
     jobs = [(run, mode) for run in runs
             for mode in (MODES if run['mode'] == 'both' else (run['mode'], ))]
     rounds: List[List[dict]] = [[] for _ in jobs]
-    for r in range(args.rounds):
+    if args.alternate:
+        rounds = [[res] for res in _measure_alternating(jobs, args)]
+    for r in range(0 if args.alternate else args.rounds):
         for (run, mode), measured in zip(jobs, rounds):
             tag = f' (round {r + 1}/{args.rounds})' if args.rounds > 1 else ''
             print(f"[benchmark] {run['label']}: {mode}{tag} ...", flush=True)
