@@ -696,17 +696,35 @@ def _prepare(spec: dict):
     return step, sync, info
 
 
-def _latency(times: List[float], batch: int) -> dict:
+def _time_step(step, sync) -> float:
+    """Seconds of one ``step()``, device work included."""
+    sync()
+    start = time.perf_counter()
+    step()
+    sync()
+    return time.perf_counter() - start
+
+
+def _timed_result(spec: dict, info: dict, times: List[float],
+                  other_load: Optional[float]) -> dict:
+    """The result fields every measurement has: the spec, what was built, latency and
+    throughput of the timed iterations, and the other processes' load meanwhile."""
     times_ms = sorted(t * 1e3 for t in times)
     median = _percentile(times_ms, 50)
-    return dict(
+    result = dict(
+        {k: v for k, v in spec.items() if k != 'out'},
+        **info,
         latency_ms=dict(
             median=round(median, 3),
             p90=round(_percentile(times_ms, 90), 3),
             mean=round(sum(times_ms) / len(times_ms), 3),
             min=round(times_ms[0], 3),
             max=round(times_ms[-1], 3)),
-        throughput=round(batch / (median / 1e3), 3))
+        throughput=round(spec['batch_size'] / (median / 1e3), 3),
+        other_load=None if other_load is None else round(other_load, 2))
+    if spec['compile']:
+        result.update(_graph_breaks())
+    return result
 
 
 def _graph_breaks() -> dict:
@@ -733,11 +751,7 @@ def measure(spec: dict) -> dict:
             busy0, own0, wall0 = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
             if i > 0:
                 meter.restart_peak()
-        sync()
-        start = time.perf_counter()
-        step()
-        sync()
-        elapsed = time.perf_counter() - start
+        elapsed = _time_step(step, sync)
         if i == 0:
             first_iter_s = elapsed
         if i >= spec['warmup']:
@@ -747,18 +761,13 @@ def measure(spec: dict) -> dict:
     other_load = _other_load(busy0, own0, wall0)
     profile = _profile(step, device, spec['profile_ops']) if spec.get('profile_ops') else None
 
-    result = dict(
-        {k: v for k, v in spec.items() if k != 'out'},
-        **info,
-        **_latency(times, spec['batch_size']),
+    result = _timed_result(spec, info, times, other_load)
+    result.update(
         first_iter_s=round(first_iter_s, 3),
         page_faults_per_iter=round(faults / spec['iters']),
-        other_load=None if other_load is None else round(other_load, 2),
         **memory)
     if profile is not None:
         result['profile'] = profile
-    if spec['compile']:
-        result.update(_graph_breaks())
     return result
 
 
@@ -776,28 +785,20 @@ def measure_alternating(spec: dict) -> List[dict]:
         if i == warmup:
             busy0, own0, wall0 = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
         for (step, sync, _), ts in zip(prepared, times):
-            sync()
-            start = time.perf_counter()
-            step()
-            sync()
+            elapsed = _time_step(step, sync)
             if i >= warmup:
-                ts.append(time.perf_counter() - start)
+                ts.append(elapsed)
     other_load = _other_load(busy0, own0, wall0)
     results = []
     for s, (_, _, info), ts in zip(specs, prepared, times):
         ratios = sorted(t0 / t for t0, t in zip(times[0], ts))
-        result = dict(
-            {k: v for k, v in s.items() if k != 'out'},
-            **info,
-            **_latency(ts, s['batch_size']),
+        result = _timed_result(s, info, ts, other_load)
+        result.update(
             iteration_ms=[round(t * 1e3, 3) for t in ts],
             paired_throughput_ratio=round(_percentile(ratios, 50), 4),
             paired_throughput_ratio_range=[round(ratios[0], 4), round(ratios[-1], 4)],
-            other_load=None if other_load is None else round(other_load, 2),
             peak_memory_mb=None,
             peak_memory_delta_mb=None)
-        if s['compile']:
-            result.update(_graph_breaks())
         results.append(result)
     return results
 

@@ -73,6 +73,8 @@ def modulated_deform_sample(x: torch.Tensor,
     """
     B, C, H, W = x.shape
     if sampler == 'grid_sample':
+        # a contiguous group split, not groups_to_batch: grid_sample writes contiguous output
+        # anyway, and its forward + backward is faster on contiguous than on channels-last input
         out = F.grid_sample(
             x.reshape(B * groups, C // groups, H, W),
             grid,
