@@ -44,7 +44,8 @@ class ConvFFN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if fused_inference(x) and isinstance(self.act, nn.GELU) \
                 and self.act.approximate == 'none' and not self.training:
-            # norm folded into fc1, GELU and (gamma, residual) as oneDNN post-ops
+            # norm folded into fc1, GELU as a oneDNN post-op, gamma folded into fc2, the
+            # residual added in place
             h = bn_conv_act(x, self.norm, self.fc1, 'gelu')
             return conv_bn_act(h, self.fc2, scale=self.gamma, residual=x)
         h = bn_conv(x, self.norm, self.fc1)  # keeps x, not the normalised map

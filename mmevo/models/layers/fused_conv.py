@@ -7,8 +7,9 @@ convolution's weights on the fly and runs oneDNN's convolution with post-ops
 (``torch.ops.mkldnn._convolution_pointwise``, the kernel Inductor's CPU conv fusions use): SiLU or
 exact GELU, applied while the output is still in cache; a residual is added in place to the
 fresh output. On these machines that makes a depth-wise convolution + SiLU 3x faster and a 1x1
-expansion + GELU 2x faster than the separate ops. Everywhere else (autograd, CUDA, autocast, ``torch.compile``, training-mode
-BatchNorm) the same function runs the plain ops, so results agree up to float rounding.
+expansion + GELU 2x faster than the separate ops. Everywhere else (autograd, CUDA, autocast,
+``torch.compile``, training-mode BatchNorm) the same function runs the plain ops, so results
+agree up to float rounding.
 """
 from typing import Optional
 
@@ -93,12 +94,11 @@ def conv_bn_act(x: torch.Tensor,
             out_scale, out_shift = out_scale * scale, out_shift * scale
         weight, bias = affine_after_conv(weight, bias, out_scale, out_shift)
     args = (weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-    if residual is not None:
-        # An in-place add on the fresh output, not oneDNN's binary 'add' post-op: on the AVX2
-        # EPYC of 2026-12-02 the post-op was 0-10% slower for every FFN / MSRA shape.
-        return torch.ops.mkldnn._convolution_pointwise(x, *args, 'none', [], None).add_(residual)
     attr, algorithm = _POST_OPS[act]
-    return torch.ops.mkldnn._convolution_pointwise(x, *args, attr, [], algorithm)
+    y = torch.ops.mkldnn._convolution_pointwise(x, *args, attr, [], algorithm)
+    # An in-place add on the fresh output, not oneDNN's binary 'add' post-op: on the AVX2 EPYC
+    # of 2026-12-02 the post-op was 0-10% slower for every FFN / MSRA shape.
+    return y if residual is None else y.add_(residual)
 
 
 def bn_conv_act(x: torch.Tensor,

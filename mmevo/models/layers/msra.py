@@ -124,7 +124,7 @@ class MSRA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if fused_inference(x) and not self.training:
-            # SiLU and the residual as oneDNN post-ops, the shortcut's BatchNorm folded
+            # SiLU as a oneDNN post-op, the residual added in place, the shortcut's BatchNorm folded
             shortcut = None
             if self.skip:
                 shortcut = x if isinstance(self.shortcut, nn.Identity) else conv_bn_act(
