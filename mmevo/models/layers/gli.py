@@ -36,12 +36,17 @@ class ConvOp(nn.Module):
         self.norm = build_eat_norm(norm_cfg, dim)
         self.pwconv = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``scale * op(x)``, ``scale`` (GLI's op weight) applied to ``pwconv``'s weights."""
+    def forward(self,
+                x: torch.Tensor,
+                scale: Optional[torch.Tensor] = None,
+                residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``residual + scale * op(x)``, ``scale`` (GLI's op weight) applied to ``pwconv``'s
+        weights; without autograd the residual is added in place to ``pwconv``'s output."""
         if fused_inference(x):
             return conv_bn_act(conv_bn_act(x, self.dwconv, self.norm, 'silu'), self.pwconv,
-                               scale=scale)
-        return dwconv_bn_silu_conv(x, self.dwconv, self.norm, self.pwconv, scale)
+                               scale=scale, residual=residual)
+        y = dwconv_bn_silu_conv(x, self.dwconv, self.norm, self.pwconv, scale)
+        return y if residual is None else residual + y
 
     @torch.no_grad()
     def fuse(self, scale=1.) -> None:
@@ -201,6 +206,8 @@ class GLI(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
         if self.merge == 'single':
+            if isinstance(self.ops[0], ConvOp) and fused_inference(x) and not self.training:
+                return self.ops[0](h, residual=x)  # stages 1-2: x + op(h) in one pass
             return add_residual(x, self.ops[0](h), self.drop_path)
         inputs: List[torch.Tensor] = list(h.split(self.dims, dim=1)) if self.split \
             else [h] * len(self.ops)

@@ -131,3 +131,22 @@ def test_eatformer_inference_path_equals_the_autograd_path(ops):
         outs = model(x)
     for out, r in zip(outs, ref):
         torch.testing.assert_close(out, r.detach(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not ONEDNN_POINTWISE, reason='this torch build has no oneDNN conv fusion')
+def test_single_op_gli_adds_its_residual_in_the_projection():
+    """Stages 1-2 (GLI = ``x + conv_op(norm(x))``): without autograd the residual is added in
+    place to the op's last convolution, no separate out-of-place addition; values unchanged."""
+    from mmevo.models.layers import GLI
+    torch.manual_seed(0)
+    gli = GLI(8, ['conv'], 4, 7).eval()
+    for bn in (gli.norm, gli.ops[0].norm):
+        bn.load_state_dict(_bn(8).state_dict())
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=CL)
+    ref = gli(x).detach()
+    with torch.no_grad(), torch.profiler.profile(record_shapes=True) as prof:
+        out = gli(x)
+    map_adds = [e.name for e in prof.events()
+                if e.name in ('aten::add', 'aten::add_') and list(x.shape) in e.input_shapes]
+    assert map_adds == ['aten::add_']
+    torch.testing.assert_close(out, ref)
