@@ -8,6 +8,7 @@ import os.path as osp
 import sys
 
 import pytest
+import torch
 from tool_helpers import REPO, assert_ok, run_tool
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
@@ -201,7 +202,7 @@ def test_alternate_times_variants_in_turn_in_one_process(tmp_path):
     proc = run_tool([
         'analysis_tools/benchmark.py', MOBILE, '--batch-size', '1', '--shape', '64', '64',
         '--warmup', '0', '--iters', '3', '--threads', '1', '--mode', 'forward', '--alternate',
-        '--json', out, '--pythonpath', EXTERNAL_DIR, '--compare',
+        '--roofline', '--json', out, '--pythonpath', EXTERNAL_DIR, '--compare',
         'external=tiny_classifier:tiny_classifier'
     ], cwd=str(tmp_path), timeout=600)
     assert_ok(proc)
@@ -221,6 +222,43 @@ def test_alternate_times_variants_in_turn_in_one_process(tmp_path):
     # the table shows that ratio, and no memory
     row = [line for line in proc.stdout.splitlines() if line.startswith('| external=')][0]
     assert f"| {external['paired_throughput_ratio']:.2f}x |" in row and '| - |' in row
+    # --roofline: both models' multiply-adds (the external one counted like mmevo's), against
+    # one matrix-multiply peak measured in the same process
+    from mmevo.utils.flops import analyze_flops
+    sys.path.insert(0, EXTERNAL_DIR)
+    from tiny_classifier import tiny_classifier
+    expected = analyze_flops(tiny_classifier().eval(), torch.randn(1, 3, 64, 64))[0].flops
+    assert external['roofline_stats']['macs_per_image'] == expected
+    assert base['roofline_stats']['peak_by_kernel_gmacs'] == external['roofline_stats'][
+        'peak_by_kernel_gmacs']
+    assert 'Forward multiply-adds against the matrix-multiply peak' in proc.stdout
+    assert sum(line.startswith(('| base |', '| external=')) for line in
+               proc.stdout.split('(--roofline):')[1].splitlines()) == 2
+
+
+def test_roofline_reports_multiply_adds_against_the_matmul_peak(monkeypatch):
+    """--roofline: the forward's multiply-adds (as get_flops.py counts them), the achieved rate,
+    its fraction of the machine's best dense product and the latency at that peak."""
+    from mmengine.config import Config
+
+    from mmevo.utils.flops import get_model_complexity
+    monkeypatch.setattr(benchmark, 'PEAK_MM_SIZE', 512)
+    monkeypatch.setattr(benchmark, 'PEAK_CONV_INPUT', (2, 512, 8, 8))
+    res = _in_process(roofline=True, batch_size=2, profile_ops=0)
+    roof = res['roofline_stats']
+    expected = get_model_complexity(Config.fromfile(MOBILE), shape=(64, 64))[0].flops
+    assert roof['macs_per_image'] == expected
+    assert set(roof['peak_by_kernel_gmacs']) == {'mm', 'conv1x1'}
+    assert roof['peak_gmacs'] == max(roof['peak_by_kernel_gmacs'].values()) > 0
+    seconds = res['latency_ms']['median'] / 1e3
+    assert roof['achieved_gmacs'] == pytest.approx(2 * expected / seconds / 1e9, rel=1e-3)
+    assert roof['fraction_of_peak'] == pytest.approx(
+        roof['achieved_gmacs'] / roof['peak_gmacs'], rel=1e-2)
+    assert roof['floor_ms'] == pytest.approx(2 * expected / (roof['peak_gmacs'] * 1e9) * 1e3,
+                                             rel=1e-2)
+    assert roof['floor_ms'] < res['latency_ms']['median']
+    # a training step has no roofline (its work is not the forward's multiply-adds)
+    assert 'roofline_stats' not in _in_process(mode='train', roofline=True, profile_ops=0)
 
 
 def test_alternate_rejects_rounds():

@@ -199,6 +199,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='speed only: time all variants of a mode in one process, one iteration of each in '
         'turn, and report per-iteration paired ratios (robust to a drifting machine; no '
         'per-variant memory)')
+    parser.add_argument(
+        '--roofline',
+        action='store_true',
+        help='forward: also count the model\'s multiply-adds (as get_flops.py does) and measure '
+        'this machine\'s dense matrix-multiply peak (same threads and dtype), and report the '
+        'achieved multiply-add rate, its fraction of the peak and the latency if every '
+        'multiply-add ran at the peak')
     parser.add_argument('--json', help='write all results to this JSON file')
     parser.add_argument(
         '--profile',
@@ -308,7 +315,8 @@ def base_run(args: argparse.Namespace, argv: List[str]) -> dict:
         pythonpath=[osp.abspath(p) for p in args.pythonpath],
         device=args.device,
         backbone_only=args.backbone_only,
-        profile_ops=args.profile)
+        profile_ops=args.profile,
+        roofline=args.roofline)
 
 
 def _format_override(value) -> str:
@@ -634,6 +642,10 @@ def _prepare(spec: dict):
     labels = torch.randint(0, _num_classes(cfg), (batch, ), device=device) \
         if external and train else None
 
+    macs = None
+    if spec.get('roofline') and not train:
+        macs = _forward_macs(model, x[:1], scope, backbone_only or bool(external))
+
     if spec['compile']:
         import torch._dynamo
         torch._dynamo.reset()
@@ -693,7 +705,75 @@ def _prepare(spec: dict):
         threads_used=torch.get_num_threads(),
         optimizer=optimizer_source,
         fused=fused)
+    if macs is not None:
+        info['macs_per_image'] = macs
     return step, sync, info
+
+
+def _forward_macs(model, x, scope: Optional[str], plain_module: bool) -> int:
+    """Multiply-adds of one forward of ``x`` (one image), counted as get_flops.py counts them."""
+    from mmevo.utils.flops import TensorModeModel, analyze_flops, fake_data_samples
+
+    if not plain_module:
+        model = TensorModeModel(model, fake_data_samples(scope, 1, *x.shape[-2:],
+                                                         device=x.device))
+    return analyze_flops(model, x)[0].flops
+
+
+#: Side of the square matrices whose product gives the machine's matrix-multiply peak.
+PEAK_MM_SIZE = 4096
+
+
+#: The CPU's other peak kernel: a 1x1 convolution of this channels-last batch by 512 filters.
+PEAK_CONV_INPUT = (32, 512, 28, 28)
+
+
+def matmul_peak(device, dtype: str, repeats: int = 5) -> dict:
+    """Multiply-adds per second of dense matrix products in ``dtype`` on ``device``.
+
+    ``torch.mm`` of two :data:`PEAK_MM_SIZE` square matrices and, on CPU, a 1x1 convolution
+    of a channels-last :data:`PEAK_CONV_INPUT` batch (oneDNN's kernel, the one the models'
+    projections run); each the median of ``repeats`` runs after a warm-up. Returns
+    ``{kernel: multiply-adds per second}``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    tdtype = {'fp32': torch.float32, 'bf16': torch.bfloat16}.get(
+        dtype, torch.float16 if device.type == 'cuda' else torch.bfloat16)
+    n = PEAK_MM_SIZE
+    a, b = (torch.randn(n, n, device=device, dtype=tdtype) for _ in range(2))
+    kernels = {'mm': (lambda: torch.mm(a, b), n**3)}
+    if device.type == 'cpu':
+        B, C, H, W = PEAK_CONV_INPUT
+        x = torch.randn(B, C, H, W, dtype=tdtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(512, C, 1, 1, dtype=tdtype).contiguous(memory_format=torch.channels_last)
+        kernels['conv1x1'] = (lambda: F.conv2d(x, w), B * H * W * C * 512)
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    rates = {}
+    with torch.inference_mode():
+        for name, (run, macs) in kernels.items():
+            _time_step(run, sync)
+            times = sorted(_time_step(run, sync) for _ in range(repeats))
+            rates[name] = macs / _percentile(times, 50)
+    return rates
+
+
+def _add_roofline(result: dict, peak: dict) -> None:
+    """Achieved multiply-add rate of a forward result against the matrix-multiply ``peak``."""
+    macs = result.pop('macs_per_image', None)
+    if macs is None:
+        return
+    work = macs * result['batch_size']
+    best = max(peak.values())
+    achieved = work / (result['latency_ms']['median'] / 1e3)
+    result['roofline_stats'] = dict(
+        macs_per_image=macs,
+        achieved_gmacs=round(achieved / 1e9, 3),
+        peak_gmacs=round(best / 1e9, 3),
+        peak_by_kernel_gmacs={k: round(v / 1e9, 3) for k, v in peak.items()},
+        fraction_of_peak=round(achieved / best, 4),
+        floor_ms=round(work / best * 1e3, 3))
 
 
 def _time_step(step, sync) -> float:
@@ -762,6 +842,8 @@ def measure(spec: dict) -> dict:
     profile = _profile(step, device, spec['profile_ops']) if spec.get('profile_ops') else None
 
     result = _timed_result(spec, info, times, other_load)
+    if 'macs_per_image' in result:
+        _add_roofline(result, matmul_peak(device, spec['dtype']))
     result.update(
         first_iter_s=round(first_iter_s, 3),
         page_faults_per_iter=round(faults / spec['iters']),
@@ -776,6 +858,7 @@ def measure_alternating(spec: dict) -> List[dict]:
     turn (A B C A B C ...), so that all of them see the same machine state; each variant's
     ``paired_throughput_ratio`` is the median over iterations of its throughput relative to
     the first variant's in the same turn. Memory is not attributed to variants here."""
+    import torch
     specs = spec['alternate']
     prepared = [_prepare(s) for s in specs]
     times: List[List[float]] = [[] for _ in specs]
@@ -790,9 +873,14 @@ def measure_alternating(spec: dict) -> List[dict]:
                 ts.append(elapsed)
     other_load = _other_load(busy0, own0, wall0)
     results = []
+    peaks: Dict[str, dict] = {}  # per dtype
     for s, (_, _, info), ts in zip(specs, prepared, times):
         ratios = sorted(t0 / t for t0, t in zip(times[0], ts))
         result = _timed_result(s, info, ts, other_load)
+        if 'macs_per_image' in result:
+            if s['dtype'] not in peaks:
+                peaks[s['dtype']] = matmul_peak(torch.device(s['device']), s['dtype'])
+            _add_roofline(result, peaks[s['dtype']])
         result.update(
             iteration_ms=[round(t * 1e3, 3) for t in ts],
             paired_throughput_ratio=round(_percentile(ratios, 50), 4),
@@ -912,6 +1000,23 @@ def format_table(results: List[dict]) -> str:
             f"| {res['label']} | {mode} | {res['batch_size']} | {res['throughput']:.2f} | "
             f"{speed} | {lat['median']:.1f} | {lat['p90']:.1f} | {_mb(res['peak_memory_mb'])} | "
             f"{_mb(res['peak_memory_delta_mb'])} | {memory} | {res.get('other_load', '-')} |")
+    return '\n'.join(lines)
+
+
+def format_roofline(results: List[dict]) -> str:
+    """The ``--roofline`` table: multiply-adds, achieved rate, peak, and latency at the peak."""
+    rows = [res for res in results if 'roofline_stats' in res]
+    if not rows:
+        return ''
+    lines = ['| variant | GMAC/image | achieved GMAC/s | peak GMAC/s (mm / conv1x1) | of peak '
+             '| median ms | ms at peak |', '|' + '---|' * 7]
+    for res in rows:
+        roof = res['roofline_stats']
+        kernels = ' / '.join(f'{v:.1f}' for v in roof['peak_by_kernel_gmacs'].values())
+        lines.append(
+            f"| {res['label']} | {roof['macs_per_image'] / 1e9:.3f} | "
+            f"{roof['achieved_gmacs']:.1f} | {kernels} | {roof['fraction_of_peak']:.0%} | "
+            f"{res['latency_ms']['median']:.1f} | {roof['floor_ms']:.1f} |")
     return '\n'.join(lines)
 
 
@@ -1038,6 +1143,10 @@ def main(argv=None) -> dict:
     print(f"{args.config} | {args.device} | threads {args.threads or 'default'} | "
           f"{meta['date']} | load average before/after {load_before} / {meta['loadavg_after']}")
     print(format_table(results))
+    roofline = format_roofline(results)
+    if roofline:
+        print('\nForward multiply-adds against the matrix-multiply peak (--roofline):')
+        print(roofline)
     for res in results:
         if 'profile' in res:
             print(f"\nProfile of one {res['mode']} iteration of {res['label']} "
