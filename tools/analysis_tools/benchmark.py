@@ -26,9 +26,14 @@ the interpreter starts. Examples::
 
     # side by side with another implementation of the same model (e.g. the official code,
     # importable from --pythonpath), on the same harness, interleaved over 3 rounds
-    python tools/analysis_tools/benchmark.py configs/eatformer/eatformer-small_8xb128_in1k.py \
-        --batch-size 32 --threads 2 --rounds 3 --pythonpath /path/to/EATFormer \
+    python tools/analysis_tools/benchmark.py configs/eatformer/eatformer-small_8xb128_in1k.py \\
+        --batch-size 32 --threads 2 --rounds 3 --pythonpath /path/to/EATFormer \\
         --compare external=model.eatformer:eatformer_small
+
+    # how close the forward comes to this machine's dense matrix-multiply peak (multiply-adds
+    # counted as get_flops.py counts them; the peak measured in the same process and dtype)
+    python tools/analysis_tools/benchmark.py configs/eatformer/eatformer-tiny_8xb128_in1k.py \\
+        --batch-size 32 --threads 2 --mode forward --roofline
 
 ``--compare`` takes one argument per variant; an argument is ``;``-separated ``KEY=VALUE`` items.
 Items whose key is one of ``dtype``, ``channels_last``, ``compile``, ``with_cp``, ``fuse``,
