@@ -727,8 +727,6 @@ def _forward_macs(model, x, scope: Optional[str], plain_module: bool) -> int:
 
 #: Side of the square matrices whose product gives the machine's matrix-multiply peak.
 PEAK_MM_SIZE = 4096
-
-
 #: The CPU's other peak kernel: a 1x1 convolution of this channels-last batch by 512 filters.
 PEAK_CONV_INPUT = (32, 512, 28, 28)
 
@@ -764,11 +762,16 @@ def matmul_peak(device, dtype: str, repeats: int = 5) -> dict:
     return rates
 
 
-def _add_roofline(result: dict, peak: dict) -> None:
-    """Achieved multiply-add rate of a forward result against the matrix-multiply ``peak``."""
+def _add_roofline(result: dict, peaks: Dict[str, dict]) -> None:
+    """Achieved multiply-add rate of a forward result against the matrix-multiply peak of its
+    dtype (measured once per dtype into the cache ``peaks``); nothing without a MAC count."""
     macs = result.pop('macs_per_image', None)
     if macs is None:
         return
+    import torch
+    if result['dtype'] not in peaks:
+        peaks[result['dtype']] = matmul_peak(torch.device(result['device']), result['dtype'])
+    peak = peaks[result['dtype']]
     work = macs * result['batch_size']
     best = max(peak.values())
     achieved = work / (result['latency_ms']['median'] / 1e3)
@@ -847,8 +850,7 @@ def measure(spec: dict) -> dict:
     profile = _profile(step, device, spec['profile_ops']) if spec.get('profile_ops') else None
 
     result = _timed_result(spec, info, times, other_load)
-    if 'macs_per_image' in result:
-        _add_roofline(result, matmul_peak(device, spec['dtype']))
+    _add_roofline(result, {})
     result.update(
         first_iter_s=round(first_iter_s, 3),
         page_faults_per_iter=round(faults / spec['iters']),
@@ -863,7 +865,6 @@ def measure_alternating(spec: dict) -> List[dict]:
     turn (A B C A B C ...), so that all of them see the same machine state; each variant's
     ``paired_throughput_ratio`` is the median over iterations of its throughput relative to
     the first variant's in the same turn. Memory is not attributed to variants here."""
-    import torch
     specs = spec['alternate']
     prepared = [_prepare(s) for s in specs]
     times: List[List[float]] = [[] for _ in specs]
@@ -882,10 +883,7 @@ def measure_alternating(spec: dict) -> List[dict]:
     for s, (_, _, info), ts in zip(specs, prepared, times):
         ratios = sorted(t0 / t for t0, t in zip(times[0], ts))
         result = _timed_result(s, info, ts, other_load)
-        if 'macs_per_image' in result:
-            if s['dtype'] not in peaks:
-                peaks[s['dtype']] = matmul_peak(torch.device(s['device']), s['dtype'])
-            _add_roofline(result, peaks[s['dtype']])
+        _add_roofline(result, peaks)
         result.update(
             iteration_ms=[round(t * 1e3, 3) for t in ts],
             paired_throughput_ratio=round(_percentile(ratios, 50), 4),
@@ -1013,11 +1011,11 @@ def format_roofline(results: List[dict]) -> str:
     rows = [res for res in results if 'roofline_stats' in res]
     if not rows:
         return ''
-    lines = ['| variant | GMAC/image | achieved GMAC/s | peak GMAC/s (mm / conv1x1) | of peak '
+    lines = ['| variant | GMAC/image | achieved GMAC/s | peak GMAC/s by kernel | of peak '
              '| median ms | ms at peak |', '|' + '---|' * 7]
     for res in rows:
         roof = res['roofline_stats']
-        kernels = ' / '.join(f'{v:.1f}' for v in roof['peak_by_kernel_gmacs'].values())
+        kernels = ', '.join(f'{k} {v:.1f}' for k, v in roof['peak_by_kernel_gmacs'].items())
         lines.append(
             f"| {res['label']} | {roof['macs_per_image'] / 1e9:.3f} | "
             f"{roof['achieved_gmacs']:.1f} | {kernels} | {roof['fraction_of_peak']:.0%} | "
