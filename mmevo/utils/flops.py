@@ -347,8 +347,24 @@ def get_model_complexity(cfg,
                           'in_channels', 3)
     x = torch.randn(batch_size, in_channels, height, width,
                     generator=torch.Generator().manual_seed(0))
-    if not backbone_only:
-        model = TensorModeModel(model, fake_data_samples(scope, batch_size, height, width))
+    return analyze_task_model(model, x, scope, not backbone_only, with_modules)
+
+
+def analyze_task_model(model: nn.Module,
+                       x: torch.Tensor,
+                       scope: Optional[str],
+                       task_model: bool = True,
+                       with_modules: bool = False):
+    """:func:`analyze_flops` of ``model`` on the batch ``x``: a task model (``task_model``)
+    runs in ``mode='tensor'`` with the meta-only data samples of its ``scope``; otherwise
+    ``model(x)`` is traced as it is (a backbone or a plain classifier).
+
+    Returns:
+        tuple[Complexity, FlopAnalyzer, nn.Module]: counts, analyzer and the analysed module.
+    """
+    if task_model:
+        model = TensorModeModel(model, fake_data_samples(scope, x.shape[0], *x.shape[-2:],
+                                                         device=x.device))
     result, analyzer = analyze_flops(model, x, with_modules=with_modules)
     return result, analyzer, model
 

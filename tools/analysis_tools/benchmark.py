@@ -648,8 +648,10 @@ def _prepare(spec: dict):
         if external and train else None
 
     macs = None
-    if spec.get('roofline') and not train:
-        macs = _forward_macs(model, x[:1], scope, backbone_only or bool(external))
+    if spec.get('roofline') and not train:  # multiply-adds of one image, as get_flops.py counts
+        from mmevo.utils.flops import analyze_task_model
+        task_model = not (backbone_only or external)
+        macs = analyze_task_model(model, x[:1], scope, task_model)[0].flops
 
     if spec['compile']:
         import torch._dynamo
@@ -713,16 +715,6 @@ def _prepare(spec: dict):
     if macs is not None:
         info['macs_per_image'] = macs
     return step, sync, info
-
-
-def _forward_macs(model, x, scope: Optional[str], plain_module: bool) -> int:
-    """Multiply-adds of one forward of ``x`` (one image), counted as get_flops.py counts them."""
-    from mmevo.utils.flops import TensorModeModel, analyze_flops, fake_data_samples
-
-    if not plain_module:
-        model = TensorModeModel(model, fake_data_samples(scope, 1, *x.shape[-2:],
-                                                         device=x.device))
-    return analyze_flops(model, x)[0].flops
 
 
 #: Side of the square matrices whose product gives the machine's matrix-multiply peak.
