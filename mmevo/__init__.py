@@ -8,11 +8,12 @@ Importing mmevo is cheap and imports none of mmdet, mmseg or mmpretrain. It
 * makes MMEngine's checkpoint loading work on torch>=2.6 by allow-listing exactly the objects
   MMEngine checkpoints contain (``weights_only`` stays on; see :mod:`mmevo.utils.checkpoint`).
 """
-from .utils.setup_env import register_mmevo_config_prefix
+from .hub import create_backbone, list_models
 from .utils.checkpoint import register_safe_checkpoint_loading
+from .utils.setup_env import register_mmevo_config_prefix
 from .version import __version__, version_info
 
 register_mmevo_config_prefix()
 register_safe_checkpoint_loading()
 
-__all__ = ['__version__', 'version_info']
+__all__ = ['__version__', 'version_info', 'create_backbone', 'list_models']

@@ -2,21 +2,21 @@
 """Every config under configs/ parses, builds and trains one step; published model sizes.
 
 Configs are found by walking ``configs/`` (``_base_`` folders skipped), so new ones are covered
-without touching this file. EATFormer backbones are shrunk to a tiny custom arch of the same
-kind (same ops, windows and global-window periods) and the first neck/head in_channels adapted;
-SyncBN becomes BN; pretrained init is dropped.
+without touching this file. mmevo backbones are shrunk to a narrow custom arch of the same kind
+(same ops, windows and modes: their entry in ``mmevo.testing.zoo``, so a new family needs no code
+here) and the first neck/head in_channels adapted; SyncBN becomes BN; pretrained init is
+dropped.
 """
 import copy
-import glob
-import math
 import os
 import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config, ConfigDict
 
 import mmevo  # noqa: F401  (registers the mmevo:: config prefix)
-from mmengine.config import Config, ConfigDict
+from mmevo.testing.zoo import shrink_backbone_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(ROOT, 'configs')
@@ -66,32 +66,6 @@ def _replace_syncbn(obj):
             _replace_syncbn(value)
 
 
-def _tiny_eatformer(backbone: ConfigDict) -> list:
-    """Shrink an EATFormer config in place to a tiny arch of the same kind.
-
-    Returns the channels of the selected outputs (what the neck/head receive).
-    """
-    from mmevo.models.backbones.eatformer import EATFormer
-    arch = backbone.get('arch', 'tiny')
-    settings = EATFormer.parse_arch(arch)
-    tiny = dict(
-        depths=[1, 1, 2, 1],
-        embed_dims=[16, 32, 32, 64],
-        dim_heads=[8, 8, 8, 8],
-        op_names=settings['op_names'],
-        down_mode=settings['down_mode'],
-        dilations=settings['dilations'],
-        window_sizes=settings['window_sizes'],
-        global_window_periods=settings['global_window_periods'],
-        mlp_ratio=2.)
-    backbone.arch = tiny
-    backbone.init_cfg = None
-    out_indices = backbone.get('out_indices', -1)
-    if isinstance(out_indices, int):
-        out_indices = [out_indices]
-    return [tiny['embed_dims'][i] for i in out_indices]
-
-
 def _narrow_two_stage(model: ConfigDict, width: int) -> None:
     """Narrow an FPN two-stage detector (Mask R-CNN) and sample fewer RoIs.
 
@@ -119,12 +93,9 @@ def _narrow_two_stage(model: ConfigDict, width: int) -> None:
 
 
 def _shrink(model: ConfigDict) -> None:
-    backbone = model.backbone
-    if backbone.get('type') != 'mmevo.EATFormer':
-        # Another mmevo backbone: built as configured, only without pretrained weights.
-        backbone.init_cfg = None
-        return
-    dims = _tiny_eatformer(backbone)
+    """Narrow the mmevo backbone (its zoo entry's narrowed arch of the same kind) and adapt the
+    first neck / head to its output channels; SyncBN -> BN; no pretrained weights."""
+    dims = shrink_backbone_cfg(model.backbone)
     if model.get('neck') and 'in_channels' in model.neck:
         if isinstance(model.neck.in_channels, (list, tuple)):
             model.neck.in_channels = dims

@@ -36,7 +36,7 @@ def test_builds_from_every_task_scope():
             if scope == 'mmdet':
                 assert 'mmevo.models' not in sys.modules  # nothing imported it beforehand
             model = registry.build(dict(type='mmevo.EATFormer', arch={TINY_ARCH!r}))
-            assert type(model).__module__ == 'mmevo.models.backbones.eatformer', type(model)
+            assert type(model).__module__ == 'mmevo.models.backbones.eatformer.backbone'
             outs = model(torch.rand(1, 3, 64, 64))
             print(scope, type(model).__name__, len(outs))
     ''')
@@ -65,7 +65,8 @@ def test_miss_messages():
 
     with pytest.raises(KeyError, match="Did you mean 'SwinBlock'"):
         registry.get('swinblock')  # case slips are matched too
-    with pytest.raises(KeyError, match=r"Registered in mmevo_test_registry::thing: \['SwinBlock'\]"):
+    with pytest.raises(KeyError,
+                       match=r"Registered in mmevo_test_registry::thing: \['SwinBlock'\]"):
         registry.get('Unrelated')
     # Dotted paths are left to MMEngine, which imports them as module paths.
     assert registry.get('mmevo_test_registry.no.such.path') is None

@@ -13,8 +13,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmevo.models.backbones.eatformer import EATBlock, EATFormer
-from mmevo.models.layers import GLI, MSRA, MDMSA, ConvFFN, ConvOp, DeformConvOp, WindowMSA
+from mmevo.models.backbones.eatformer import (
+    GLI,
+    MDMSA,
+    MSRA,
+    ConvOp,
+    DeformConvOp,
+    EATBlock,
+    EATFormer,
+    WindowMSA,
+)
+from mmevo.models.layers import ConvFFN
 from mmevo.models.layers.window import resolve_window_size
 
 

@@ -8,7 +8,7 @@ README (official state dict, inputs, outputs, per-stage outputs, tolerances).
 import json
 import os
 import os.path as osp
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -32,12 +32,25 @@ def find_parity_file(name: str) -> Optional[str]:
     return None
 
 
-def load_parity_fixture(case: str) -> dict:
-    """Load ``<case>.pt`` with ``weights_only=True``."""
+def load_parity_fixture(case: str, mmap: bool = False) -> dict:
+    """Load ``<case>.pt`` with ``weights_only=True`` (``mmap``: tensors read on access)."""
     path = find_parity_file(f'{case}.pt')
     if path is None:
         raise FileNotFoundError(f'parity fixture {case}.pt not found in {_parity_dirs()}')
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+
+
+def parity_cases() -> List[Tuple[str, str]]:
+    """``(case, family)`` of every fixture found (repository copy first), sorted by case."""
+    cases = {}
+    for folder in _parity_dirs():
+        if not osp.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            case = name[:-3]
+            if name.endswith('.pt') and case not in cases:
+                cases[case] = load_parity_fixture(case, mmap=True)['family']
+    return sorted(cases.items())
 
 
 def load_parity_manifest(family_prefix: str = '') -> List[dict]:
@@ -49,6 +62,18 @@ def load_parity_manifest(family_prefix: str = '') -> List[dict]:
                 variants = json.load(f)['variants']
             return [v for v in variants if v['family'].startswith(family_prefix)]
     raise FileNotFoundError(f'no parity manifest found in {_parity_dirs()}')
+
+
+def all_stage_outputs(backbone: nn.Module, x: torch.Tensor) -> Sequence[torch.Tensor]:
+    """The outputs of every stage of a :class:`~mmevo.models.backbones.StagedBackbone` without
+    output norms (what the fixtures' ``stage_outputs`` hold for classifiers)."""
+    assert backbone.out_norms is None, 'all_stage_outputs needs a backbone without out_norms'
+    saved = backbone.out_indices
+    backbone.out_indices = tuple(range(backbone.num_stages))
+    try:
+        return backbone(x)
+    finally:
+        backbone.out_indices = saved
 
 
 class ClassifierUnderTest(nn.Module):

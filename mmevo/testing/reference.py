@@ -10,7 +10,6 @@ import torch.nn as nn
 
 def _baselines() -> dict:
     from mmevo.models.backbones.eatformer import EATFormer
-
     from .eatformer_reference import ReferenceEATFormer
     return {EATFormer: ReferenceEATFormer}
 

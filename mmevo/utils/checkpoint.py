@@ -13,10 +13,12 @@ exactly the classes MMEngine checkpoints contain (and a ``getattr`` that reaches
 unpickling would call anything else (``os.system``, ``eval``, ...) is refused with
 :class:`UnsafeCheckpointError` before any of its code runs.
 """
+import os
 import os.path as osp
 import pickle
+from collections.abc import Mapping
 from contextlib import contextmanager
-from typing import Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import mmengine.runner.checkpoint as mmengine_checkpoint
 import numpy as np
@@ -28,6 +30,21 @@ from mmengine.utils import digit_version
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint references objects outside the allow-list; nothing of it was run."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint: empty, truncated, corrupt, not a mapping."""
+
+
+class StateDictMismatchError(KeyError):
+    """A checkpoint's keys do not match the model (shown without ``KeyError``'s quoting)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+#: Set to 1 to load checkpoints with NaN/Inf values (refused by default).
+ALLOW_NONFINITE_ENV = 'MMEVO_ALLOW_NONFINITE'
 
 
 #: HistoryBuffer's statistics methods; its pickled state names them (``statistics_methods``).
@@ -104,43 +121,216 @@ def _reason(err: BaseException) -> str:
     return reason or repr(err)
 
 
+#: What torch's weights-only unpickler says when a pickle names a global it refuses.
+_GLOBAL_REFUSALS = ('Unsupported global', 'GLOBAL ', 'global ', 'allowed global')
+
+
+def _not_a_checkpoint(source: str, why: str) -> CheckpointError:
+    return CheckpointError(f'{source!r} is not a PyTorch checkpoint ({why}). Is it the right '
+                           f'file, completely downloaded / copied?')
+
+
 @contextmanager
-def _refuse_unsafe(source: str) -> Iterator[None]:
+def _classify_load_errors(source: str) -> Iterator[None]:
+    """Turn torch.load's errors into: unsafe (a refused global, named) or not a checkpoint
+    (empty, truncated, corrupt)."""
     try:
         yield
     except pickle.UnpicklingError as err:
-        if 'Weights only load failed' not in str(err):
+        reason = _reason(err)
+        if 'Weights only load failed' in str(err) and any(r in reason
+                                                         for r in _GLOBAL_REFUSALS):
+            raise UnsafeCheckpointError(
+                f'Refusing to load checkpoint {source!r}: it references an object outside the '
+                'allow-list of MMEngine checkpoints (tensors, containers, numpy arrays, '
+                'HistoryBuffer), so unpickling it could run code. Nothing from it was run. '
+                f'torch says: {reason}') from None
+        raise _not_a_checkpoint(source, f'corrupt data: {reason}') from None
+    except EOFError:
+        raise _not_a_checkpoint(source, 'the file ends early: truncated') from None
+    except (RuntimeError, ValueError, OSError, KeyError, IndexError, AttributeError) as err:
+        if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
             raise
-        raise UnsafeCheckpointError(
-            f'Refusing to load checkpoint {source!r}: it references an object outside the '
-            'allow-list of MMEngine checkpoints (tensors, containers, numpy arrays, '
-            'HistoryBuffer), so unpickling it could run code. Nothing from it was run. '
-            f'torch says: {_reason(err)}') from None
+        raise _not_a_checkpoint(source, f'corrupt or truncated: {err}') from None
 
 
-def load_checkpoint_file(filename: str, map_location=None) -> dict:
-    """Load a local checkpoint with ``weights_only=True``.
+def load_checkpoint_file(filename: str, map_location=None) -> Any:
+    """Load a local checkpoint with ``weights_only=True``, telling the failures apart.
 
     Args:
         filename (str): Path of the checkpoint.
         map_location: Same as :func:`torch.load`.
 
     Returns:
-        dict: The checkpoint.
+        The unpickled checkpoint (normally a dict).
 
     Raises:
-        UnsafeCheckpointError: The file references objects outside the allow-list.
+        FileNotFoundError: no such file. CheckpointError: a directory, an empty, truncated or
+            corrupt file. UnsafeCheckpointError: the file references objects outside the
+            allow-list (named); nothing of it was run.
     """
-    with _refuse_unsafe(filename):
-        return torch.load(filename, map_location=map_location, weights_only=True)
+    path = osp.expanduser(filename)
+    if not osp.exists(path):
+        raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
+    if osp.isdir(path):
+        raise CheckpointError(f'checkpoint {filename!r} is a directory, not a file')
+    if osp.getsize(path) == 0:
+        raise _not_a_checkpoint(filename, 'the file is empty, 0 bytes')
+    with _classify_load_errors(filename):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def read_checkpoint(filename: str, map_location=None, allow_nonfinite: bool = False) -> dict:
+    """The one checkpoint reader of mmevo: a local file or URL, safely, as a mapping.
+
+    Used by ``init_cfg`` Pretrained loading, mmengine's ``load_checkpoint`` / ``load_from`` /
+    ``--resume`` (through the registered scheme loaders), the converters and
+    :func:`mmevo.create_backbone`.
+
+    Args:
+        filename (str): Local path or URL (``https://``, ``open-mmlab://``, ...).
+        map_location: Same as :func:`torch.load`.
+        allow_nonfinite (bool): Accept NaN/Inf tensors in the weights. Defaults to False
+            (also enabled by ``MMEVO_ALLOW_NONFINITE=1``).
+
+    Raises:
+        FileNotFoundError, CheckpointError, UnsafeCheckpointError: see
+            :func:`load_checkpoint_file`; CheckpointError also when the file holds no mapping
+            or (unless allowed) NaN/Inf values, naming the keys.
+    """
+    if '://' in filename:
+        ckpt = CheckpointLoader.load_checkpoint(filename, map_location=map_location)
+    else:
+        ckpt = load_checkpoint_file(filename, map_location=map_location)
+    if not isinstance(ckpt, Mapping):
+        raise CheckpointError(f'checkpoint {filename!r} holds a {type(ckpt).__name__}, not a '
+                              f'mapping of weights (a state dict, or a dict with one under '
+                              f"'state_dict')")
+    check_finite(weights_of(ckpt), filename, allow_nonfinite)
+    return ckpt
+
+
+def weights_of(checkpoint: Mapping) -> Mapping:
+    """The state dict inside a checkpoint: ``checkpoint['state_dict']`` when present, else the
+    checkpoint itself (a raw state dict)."""
+    inner = checkpoint.get('state_dict')
+    return inner if isinstance(inner, Mapping) else checkpoint
+
+
+def check_finite(state_dict: Mapping, source: str, allow_nonfinite: bool = False) -> None:
+    """Raise :class:`CheckpointError` naming the tensors that hold NaN or Inf, unless allowed
+    (``allow_nonfinite`` or ``MMEVO_ALLOW_NONFINITE=1``)."""
+    if allow_nonfinite or os.environ.get(ALLOW_NONFINITE_ENV, '0') not in ('', '0'):
+        return
+    bad = [k for k, v in state_dict.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f'checkpoint {source!r} has NaN/Inf values in {len(bad)} tensor(s): '
+            f'{_abbrev(bad)}. A model loaded from it would output NaN. If that is intended, '
+            f'pass allow_nonfinite=True or set {ALLOW_NONFINITE_ENV}=1')
 
 
 def load_from_local_safe(filename: str, map_location=None) -> dict:
-    """MMEngine's local-file scheme, loading with ``weights_only=True``."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return load_checkpoint_file(filename, map_location=map_location)
+    """MMEngine's local-file scheme (``load_from``, ``--resume``, ``load_checkpoint``):
+    :func:`read_checkpoint`."""
+    return read_checkpoint(filename, map_location=map_location)
+
+
+def _abbrev(keys: Iterable[str], limit: int = 8) -> str:
+    keys = sorted(keys)
+    more = f' ... (+{len(keys) - limit} more)' if len(keys) > limit else ''
+    return ', '.join(keys[:limit]) + more
+
+
+def _fitting_prefix(keys: Iterable[str], own: Iterable[str]) -> Optional[str]:
+    """The key prefix under which ``keys`` hold ``own``'s keys, if one fits most of them."""
+    own = set(own)
+    votes: Dict[str, int] = {}
+    for key in keys:
+        parts = key.split('.')
+        for i in range(1, len(parts)):
+            if '.'.join(parts[i:]) in own:
+                prefix = '.'.join(parts[:i]) + '.'
+                votes[prefix] = votes.get(prefix, 0) + 1
+                break
+    if not votes:
+        return None
+    prefix, count = max(votes.items(), key=lambda kv: kv[1])
+    return prefix if count >= len(own) / 2 else None
+
+
+_CONVERT_HINT = ('Official checkpoints must first be converted with '
+                 'tools/model_converters/<family>_to_mmevo.py.')
+
+
+def select_state_dict(checkpoint: Mapping,
+                      model: torch.nn.Module,
+                      prefix: Optional[str] = None,
+                      source: str = 'checkpoint') -> Dict[str, torch.Tensor]:
+    """The tensors of ``checkpoint`` meant for ``model``: under ``prefix`` when given
+    (``'backbone.'``), ``module.`` (DataParallel) stripped.
+
+    Raises:
+        StateDictMismatchError: no key under ``prefix`` (naming the prefix that would fit, or
+            saying the keys fit without one).
+    """
+    weights = weights_of(checkpoint)
+    state_dict = {(k[7:] if k.startswith('module.') else k): v
+                  for k, v in weights.items() if torch.is_tensor(v)}
+    if not state_dict:
+        raise CheckpointError(f'{source!r} holds no tensors (top-level keys: '
+                              f'{_abbrev(map(str, checkpoint))}). {_CONVERT_HINT}')
+    own = model.state_dict().keys()
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        if selected:
+            return selected
+        if len(own & state_dict.keys()) >= len(own) / 2:
+            raise StateDictMismatchError(
+                f'{source}: no key starts with the prefix {prefix!r}, but the keys fit '
+                f'{type(model).__name__} without one: load it with prefix=None')
+        fits = _fitting_prefix(state_dict, own)
+        hint = (f' The keys fit {type(model).__name__} under {fits!r}: use prefix={fits!r}.'
+                if fits else f' {_CONVERT_HINT}')
+        raise StateDictMismatchError(f'{source}: no key starts with the prefix {prefix!r}; '
+                                     f'found e.g. {sorted(state_dict)[:3]}.{hint}')
+    return state_dict
+
+
+def check_state_dict(model: torch.nn.Module, state_dict: Mapping, source: str = 'state_dict',
+                     allow_nonfinite: bool = False) -> None:
+    """Raise a clear error unless ``state_dict`` matches ``model`` key for key and shape and
+    holds finite values (unless ``allow_nonfinite``)."""
+    own = model.state_dict()
+    missing = own.keys() - state_dict.keys()
+    unexpected = state_dict.keys() - own.keys()
+    name = type(model).__name__
+    if missing or unexpected:
+        lines = [f'{source} does not match {name}: {len(missing)} missing and '
+                 f'{len(unexpected)} unexpected keys.']
+        fits = _fitting_prefix(unexpected, own) if unexpected else None
+        if fits is not None:
+            lines.append(f'  The unexpected keys are {name} keys under the prefix {fits!r}: '
+                         f'load with prefix={fits!r} (for init_cfg: prefix={fits!r}).')
+        if missing:
+            lines.append(f'  missing: {_abbrev(missing)}')
+        if unexpected:
+            lines.append(f'  unexpected: {_abbrev(unexpected)}')
+        if fits is None:
+            if not own.keys() & state_dict.keys():
+                lines.append(f'  None of its keys is a key of {name}: a checkpoint of another '
+                             f'model? {_CONVERT_HINT}')
+            else:
+                lines.append(f'  A checkpoint of another arch or variant? {_CONVERT_HINT}')
+        raise StateDictMismatchError('\n'.join(lines))
+    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+                  for k, v in state_dict.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched:
+        raise ValueError(f'{source} has {len(mismatched)} tensors whose shapes do not match '
+                         f'{name} (a checkpoint of another arch?): ' + '; '.join(mismatched[:6]))
+    check_finite(state_dict, source, allow_nonfinite)
 
 
 def load_url_safe(url: str,
@@ -148,7 +338,7 @@ def load_url_safe(url: str,
                   map_location=None,
                   progress: bool = True) -> dict:
     """``torch.hub.load_state_dict_from_url`` with ``weights_only=True``."""
-    with _refuse_unsafe(url):
+    with _classify_load_errors(url):
         return torch.hub.load_state_dict_from_url(
             url,
             model_dir=model_dir,
@@ -170,3 +360,18 @@ def register_safe_checkpoint_loading() -> None:
     # load_from_http, and the open-mmlab://, mmcls:// and torchvision:// schemes built on it,
     # download through this module-level name.
     mmengine_checkpoint.load_url = load_url_safe
+
+
+def load_weights(model: torch.nn.Module,
+                 checkpoint: Mapping,
+                 prefix: Optional[str] = None,
+                 source: str = 'checkpoint',
+                 allow_nonfinite: bool = False) -> None:
+    """Load a read checkpoint into ``model`` strictly: select the keys (under ``prefix``),
+    adapt them (``model.adapt_state_dict``, e.g. position embeddings), check keys, shapes and
+    values with errors that name them, then ``load_state_dict(strict=True)``."""
+    state_dict = select_state_dict(checkpoint, model, prefix=prefix, source=source)
+    if hasattr(model, 'adapt_state_dict'):
+        model.adapt_state_dict(state_dict, '')
+    check_state_dict(model, state_dict, source=source, allow_nonfinite=allow_nonfinite)
+    model.load_state_dict(state_dict, strict=True)

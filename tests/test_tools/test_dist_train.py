@@ -6,8 +6,7 @@ import pickle
 
 import pytest
 import torch
-from tool_helpers import (TOY_CONFIG, assert_ok, free_port, read_probe, run_tool,
-                          tool_env)
+from tool_helpers import TOY_CONFIG, assert_ok, free_port, read_probe, run_tool, tool_env
 
 pytestmark = pytest.mark.skipif(
     torch.cuda.is_available(), reason='exercises the CPU (gloo) path of the launchers')

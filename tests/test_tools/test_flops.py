@@ -146,14 +146,15 @@ def test_downstream_tiny_backbone_800x1280():
 
 def test_mmcv_sampler_counts_like_grid_sample():
     """MD-MSA on mmcv's deformable op: same sampling count, plus the modulation as a conv."""
-    from mmevo.models.layers import MDMSA
+    from mmevo.models.backbones.eatformer import MDMSA
     from mmevo.models.layers.deform import mmcv_ops_available
     if not mmcv_ops_available():
         pytest.skip('mmcv ops not compiled')
     x = torch.randn(1, 32, 14, 14)
     grid, _ = analyze_flops(MDMSA(32, 16, 7).eval(), x)
     dcn, _ = analyze_flops(MDMSA(32, 16, 7, sampler='mmcv').eval(), x)
-    assert dcn.by_operator['deform_sampling'] == grid.by_operator['grid_sampler'] == 4 * 32 * 14 * 14
+    sampled = 4 * 32 * 14 * 14
+    assert dcn.by_operator['deform_sampling'] == grid.by_operator['grid_sampler'] == sampled
     assert dcn.by_operator['deform_conv'] == 32 * 14 * 14  # 1x1 depth-wise identity kernel
     assert dcn.flops == grid.flops + dcn.by_operator['deform_conv']
     assert dcn.flops_without_attention == grid.flops_without_attention + \

@@ -25,8 +25,11 @@ from mmengine.runner import Runner
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
 from mmevo.utils import UnsafeCheckpointError, register_safe_checkpoint_loading
-from mmevo.utils.checkpoint import (history_buffer_getattr, load_url_safe,
-                                    mmengine_checkpoint_safe_globals)
+from mmevo.utils.checkpoint import (
+    history_buffer_getattr,
+    load_url_safe,
+    mmengine_checkpoint_safe_globals,
+)
 
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')

@@ -583,8 +583,12 @@ def _prepare(spec: dict):
     from mmengine.config import Config, DictAction
 
     import mmevo  # noqa: F401
-    from mmevo.utils.flops import (build_model_from_cfg, count_params, default_input_shape,
-                                   fake_data_samples)
+    from mmevo.utils.flops import (
+        build_model_from_cfg,
+        count_params,
+        default_input_shape,
+        fake_data_samples,
+    )
 
     if spec['threads']:
         torch.set_num_threads(spec['threads'])

@@ -20,8 +20,7 @@ import json
 from mmengine.config import Config, DictAction
 
 import mmevo  # noqa: F401  (mmevo:: bases and safe loading, before any config is parsed)
-from mmevo.utils.flops import (ATTENTION_KEY, default_input_shape, format_count,
-                               get_model_complexity)
+from mmevo.utils.flops import ATTENTION_KEY, default_input_shape, format_count, get_model_complexity
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -6,8 +6,8 @@ import torch.nn as nn
 from mmpretrain.models.heads import ClsHead
 
 from mmevo.registry import MODELS
-from ..layers.fuse import bn_affine
-from ..layers.trhead import TRHead
+from ..backbones.eatformer.trhead import TRHead
+from ..layers.folding import bn_affine
 
 
 @MODELS.register_module()

@@ -1,23 +1,38 @@
 # Copyright (c) mmevo contributors. All rights reserved.
-"""Building blocks shared by mmevo's backbones (plain modules, not registered)."""
-from .act_conv import act_conv
-from .attention import MCA, MDMSA, WindowMSA
-from .deform import (DeformConv2d, deform_conv2d, mmcv_ops_available,
-                     modulated_deform_sample)
-from .depthwise import dwconv, dwconv_bn_silu_conv, dwconv_silu_mix
+"""Generic building blocks shared by mmevo's backbones (plain modules and functions, not
+registered). A family's own blocks live with its backbone in :mod:`mmevo.models.backbones`.
+
+Where fast routes (fused oneDNN inference, memory-lean training nodes) may run is decided in
+one place, :mod:`.fast_path`, which also holds the global off switch (:func:`plain_ops`,
+``MMEVO_FAST_PATH=0``).
+"""
+from .attention import dot_product_attention, num_heads_of
+from .deform import (
+                     DeformConv2d,
+                     deform_conv2d,
+                     mmcv_cuda_ops_available,
+                     mmcv_ops_available,
+                     modulated_deform_sample,
+)
+from .depthwise import dwconv
+from .fast_path import fast_path_enabled, plain_ops, use_fast_path
 from .ffn import ConvFFN
-from .fused_conv import bn_conv_act, conv_bn_act, fused_inference
-from .gli import GLI, ConvOp, DeformConvOp
-from .msra import MSRA, interleave_channels
-from .trhead import TRHead
-from .norm import LayerNorm2d, build_eat_norm
-from .window import (grid_window_heads, grid_window_layout,
-                     grid_window_merge_heads, grid_window_partition)
+from .folding import fuse_modules
+from .inference_conv import bn_conv_act, conv_bn_act
+from .lean_ops import act_conv, bn_conv
+from .norm import LayerNorm2d, build_norm
+from .residual import add_residual
+from .window import (
+                     grid_window_heads,
+                     grid_window_layout,
+                     grid_window_merge_heads,
+                     grid_window_partition,
+)
 
 __all__ = [
-    'act_conv', 'MCA', 'MDMSA', 'WindowMSA', 'DeformConv2d', 'deform_conv2d', 'mmcv_ops_available',
-    'modulated_deform_sample', 'ConvFFN', 'GLI', 'ConvOp', 'DeformConvOp', 'MSRA',
-    'interleave_channels', 'TRHead', 'LayerNorm2d', 'build_eat_norm', 'grid_window_heads',
-    'grid_window_layout', 'grid_window_merge_heads', 'grid_window_partition', 'dwconv',
-    'dwconv_bn_silu_conv', 'dwconv_silu_mix', 'bn_conv_act', 'conv_bn_act', 'fused_inference'
+    'dot_product_attention', 'num_heads_of', 'DeformConv2d', 'deform_conv2d',
+    'mmcv_cuda_ops_available', 'mmcv_ops_available', 'modulated_deform_sample', 'dwconv',
+    'fast_path_enabled', 'plain_ops', 'use_fast_path', 'ConvFFN', 'fuse_modules', 'bn_conv_act',
+    'conv_bn_act', 'act_conv', 'bn_conv', 'LayerNorm2d', 'build_norm', 'add_residual',
+    'grid_window_heads', 'grid_window_layout', 'grid_window_merge_heads', 'grid_window_partition'
 ]

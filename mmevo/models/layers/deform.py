@@ -5,13 +5,16 @@
 ``mmcv-lite`` (or no compiled ops), and a model that needs the ops fails with an error that says
 how to get them.
 """
+import functools
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SAMPLERS = ('grid_sample', 'mmcv')
+from .fast_path import deform_conv_impl, deform_sampler
+
+SAMPLERS = ('auto', 'grid_sample', 'mmcv')
 DEFORM_CONV_IMPLS = ('auto', 'mmcv', 'torchvision')
 
 MMCV_OPS_HINT = (
@@ -20,12 +23,23 @@ MMCV_OPS_HINT = (
     '`MMCV_WITH_OPS=1 pip install --no-build-isolation mmcv==2.1.0`')
 
 
+@functools.lru_cache(None)
 def mmcv_ops_available() -> bool:
+    """Whether ``mmcv.ops`` (mmcv's compiled ops) imports."""
     try:
         import mmcv.ops  # noqa: F401
     except Exception:  # ModuleNotFoundError: mmcv._ext, or any import failure of the ops
         return False
     return True
+
+
+@functools.lru_cache(None)
+def mmcv_cuda_ops_available() -> bool:
+    """Whether mmcv's compiled ops include their CUDA kernels (and a GPU is visible)."""
+    if not (torch.cuda.is_available() and mmcv_ops_available()):
+        return False
+    from mmcv.ops import get_compiling_cuda_version
+    return get_compiling_cuda_version() not in ('', 'not available')
 
 
 def _mmcv_ops(what: str):
@@ -64,14 +78,17 @@ def modulated_deform_sample(x: torch.Tensor,
             (align_corners=True units).
         mask (Tensor): ``(B * groups, 1, H, W)`` modulation.
         groups (int): Number of deformable groups.
-        sampler (str): ``'grid_sample'`` (pure PyTorch, fast on CPU) or ``'mmcv'``
+        sampler (str): ``'grid_sample'`` (pure PyTorch, fast on CPU), ``'mmcv'``
             (``mmcv.ops.modulated_deform_conv2d`` with an identity 1x1 depth-wise kernel, the op
-            deployment back-ends know). Both give the same result.
+            deployment back-ends know) or ``'auto'`` (:func:`~.fast_path.deform_sampler`: mmcv
+            on CUDA tensors when mmcv has CUDA ops, else grid_sample). All give the same
+            result.
 
     Returns:
         Tensor: ``(B, C, H, W)``.
     """
     B, C, H, W = x.shape
+    sampler = deform_sampler(x, sampler)
     if sampler == 'grid_sample':
         # a contiguous group split, not groups_to_batch: grid_sample writes contiguous output
         # anyway, and its forward + backward is faster on contiguous than on channels-last input
@@ -82,8 +99,6 @@ def modulated_deform_sample(x: torch.Tensor,
             padding_mode='zeros',
             align_corners=True)
         return (out * mask).view(B, C, H, W)
-    if sampler != 'mmcv':
-        raise ValueError(f'sampler must be one of {SAMPLERS}, got {sampler!r}')
     ops = _mmcv_ops("MD-MSA's sampler='mmcv'")
     # align_corners=True: normalised g maps to pixel (g + 1) / 2 * (size - 1); the DCN offset is
     # that point minus the output pixel itself, laid out per group as (dy, dx).
@@ -112,10 +127,7 @@ def deform_conv2d(x: torch.Tensor,
     modulated op with a mask of ones. Offsets use the common layout
     ``(B, deform_groups * 2 * kh * kw, H, W)`` with ``(dy, dx)`` pairs.
     """
-    if impl not in DEFORM_CONV_IMPLS:
-        raise ValueError(f'impl must be one of {DEFORM_CONV_IMPLS}, got {impl!r}')
-    if impl == 'auto':
-        impl = 'mmcv' if x.is_cuda and mmcv_ops_available() else 'torchvision'
+    impl = deform_conv_impl(x, impl)
     if impl == 'torchvision':
         from torchvision.ops import deform_conv2d as tv_deform_conv2d
         return tv_deform_conv2d(

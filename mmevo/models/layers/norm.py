@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
 
-def build_eat_norm(norm_cfg: dict, num_features: int) -> nn.Module:
+def build_norm(norm_cfg: dict, num_features: int) -> nn.Module:
     """Build a norm layer from an mmcv ``norm_cfg`` (``BN``, ``SyncBN``, ``LN2d``, ...)."""
     if norm_cfg.get('type') == 'LN2d':
         cfg = dict(norm_cfg)

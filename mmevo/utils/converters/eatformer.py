@@ -4,13 +4,23 @@
 Covers the classification model (``EATFormer``, also with the TRHead) and the downstream
 detection / segmentation backbone (``EAFormer``, which saves only ``stage0..stage4``).
 """
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
+import torch.nn as nn
 
-from .base import ConversionError, Rule, extract_state_dict, rename_keys
+from .base import (
+    ConversionError,
+    Scope,
+    extract_state_dict,
+    rename_keys,
+    require_prefixes,
+    strip_prefix,
+)
+from .registry import FamilyConverter, register_converter
 
 _OP = r'layer2\.ops\.(\d+)\.'
+#: Rules inside one block (``stage{s}.{j}.``).
 _BLOCK_RULES = [
     (r'layer1\.norm\.', 'msra.norm.'),
     (r'layer1\.msp\.alphas$', 'msra.alphas'),
@@ -20,7 +30,7 @@ _BLOCK_RULES = [
     (r'layer1\.skip_conv\.2\.', 'msra.shortcut.norm.'),
     (r'layer2\.alphas$', 'gli.alphas'),
     (r'layer2\.norm\.', 'gli.norm.'),
-    # 'dcn' op (its conv1 is the deformable conv; see _dcn_ops)
+    # 'dcn' op (its conv1 is the deformable conv; see _mark_dcn_ops)
     (_OP + r'conv1_offset\.', r'gli.ops.\1.offset_conv.'),
     (_OP + r'DCN\.conv1\.weight$', r'gli.ops.\1.dcn.weight'),
     # 'conv' op
@@ -41,33 +51,22 @@ _BLOCK_RULES = [
     (r'layer3\.mlp\.(fc1|fc2)\.', r'ffn.\1.'),
 ]
 
-
-def _rules() -> list:
-    rules: list = [
-        (r'^stage0\.(\d)\.norm\.', r'backbone.stem.\1.norm.'),
-        (r'^stage0\.(\d)\.msp\.convs\.(\d+)\.0\.', r'backbone.stem.\1.convs.\2.'),
-        (r'^stage0\.(\d)\.msp\.conv_out\.', r'backbone.stem.\1.proj.'),
-    ]
-    for stage in range(1, 5):
-        for pattern, repl in _BLOCK_RULES:
-            # the block index takes group 1: shift the inner groups by one
-            shift = repl.replace('\\2', '\\3').replace('\\1', '\\2')
-            rules.append((rf'^stage{stage}\.(\d+)\.{pattern}',
-                          rf'backbone.stages.{stage - 1}.\1.' + shift))
-    rules += [
-        (r'^norm\.', 'head.norm.'),
-        (r'^head\.(weight|bias)$', r'head.fc.\1'),
-        (r'^cls_token$', 'head.cls_token'),
-        (r'^stage_cls\.(\d+)\.norm_kv\.norm\.', r'head.trheads.\1.norm_kv.'),
-        (r'^stage_cls\.(\d+)\.norm1\.norm\.', r'head.trheads.\1.norm_q.'),
-        (r'^stage_cls\.(\d+)\.norm2\.norm\.', r'head.trheads.\1.norm_mlp.'),
-        (r'^stage_cls\.(\d+)\.attn\.(q|kv|proj)\.', r'head.trheads.\1.attn.\2.'),
-        (r'^stage_cls\.(\d+)\.mlp\.(fc1|fc2)\.', r'head.trheads.\1.\2.'),
-    ]
-    return rules
-
-
-EATFORMER_RULES = _rules()
+EATFORMER_RULES = [
+    (r'stage0\.(\d)\.norm\.', r'backbone.stem.\1.norm.'),
+    (r'stage0\.(\d)\.msp\.convs\.(\d+)\.0\.', r'backbone.stem.\1.convs.\2.'),
+    (r'stage0\.(\d)\.msp\.conv_out\.', r'backbone.stem.\1.proj.'),
+    # official stages 1-4 are mmevo's stages 0-3
+    Scope(r'stage([1-4])\.(\d+)\.', lambda m: f'backbone.stages.{int(m[1]) - 1}.{m[2]}.',
+          _BLOCK_RULES),
+    (r'norm\.', 'head.norm.'),
+    (r'head\.(weight|bias)$', r'head.fc.\1'),
+    (r'cls_token$', 'head.cls_token'),
+    (r'stage_cls\.(\d+)\.norm_kv\.norm\.', r'head.trheads.\1.norm_kv.'),
+    (r'stage_cls\.(\d+)\.norm1\.norm\.', r'head.trheads.\1.norm_q.'),
+    (r'stage_cls\.(\d+)\.norm2\.norm\.', r'head.trheads.\1.norm_mlp.'),
+    (r'stage_cls\.(\d+)\.attn\.(q|kv|proj)\.', r'head.trheads.\1.attn.\2.'),
+    (r'stage_cls\.(\d+)\.mlp\.(fc1|fc2)\.', r'head.trheads.\1.\2.'),
+]
 
 
 def _mark_dcn_ops(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -100,13 +99,8 @@ def convert_eatformer(checkpoint: dict, use_ema: bool = False) -> Dict[str, torc
     keys = ('net_E', ) if use_ema else ('state_dict', 'model', 'net')
     if use_ema and 'net_E' not in checkpoint:
         raise ConversionError("use_ema=True but the checkpoint has no 'net_E' entry")
-    state_dict = extract_state_dict(checkpoint, keys)
-    if any(k.startswith('backbone.') for k in state_dict):
-        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
-                      if k.startswith('backbone.')}
-    if not any(k.startswith('stage0.') for k in state_dict):
-        raise ConversionError(f'not an official EATFormer checkpoint: no stage0.* keys (found '
-                              f'e.g. {list(state_dict)[:4]})')
+    state_dict = strip_prefix(extract_state_dict(checkpoint, keys), 'backbone.')
+    require_prefixes(state_dict, ['stage0.'], 'EATFormer')
     return rename_keys(_mark_dcn_ops(state_dict), EATFORMER_RULES, 'EATFormer')
 
 
@@ -159,3 +153,24 @@ def official_kwargs_to_mmevo(kwargs: dict, num_classes: Optional[int] = None) ->
         mlp_ratio=arch.get('mlp_ratio', 4.),
         qkv_bias=arch.get('qkv_bias', True))
     return dict(backbone=backbone, head=head)
+
+
+def build_official(official: Mapping, **backbone_overrides) -> nn.Module:
+    """The mmevo port of an official EATFormer / EAFormer (parity fixture or manifest entry)."""
+    from mmevo.models import EATFormer, EATFormerClsHead
+    from mmevo.testing import ClassifierUnderTest
+    cfg = official_kwargs_to_mmevo(official.get('resolved_kwargs') or official['kwargs'])
+    head = EATFormerClsHead(**cfg['head']) if cfg['head'] else None
+    return ClassifierUnderTest(EATFormer(**{**cfg['backbone'], **backbone_overrides}), head)
+
+
+EATFORMER_CONVERTER = register_converter(
+    FamilyConverter(
+        family='eatformer',
+        model_name='EATFormer',
+        backbone='EATFormer',
+        convert=convert_eatformer,
+        build_official=build_official,
+        fixture_families=('eatformer', 'eatformer_det'),
+        cli_options=[(['--ema'], dict(action='store_true', dest='use_ema',
+                                      help="take the EMA weights 'net_E'"))]))

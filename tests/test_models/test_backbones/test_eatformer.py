@@ -8,10 +8,9 @@ import torch
 from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 
 from mmevo.models import EATFormer, EATFormerClsHead
-from mmevo.models.backbones import StateDictMismatchError
 from mmevo.testing import ClassifierUnderTest, load_parity_fixture, load_parity_manifest
-from mmevo.utils.converters import (ConversionError, convert_eatformer,
-                                    official_kwargs_to_mmevo)
+from mmevo.utils.checkpoint import StateDictMismatchError
+from mmevo.utils.converters import ConversionError, convert_eatformer, official_kwargs_to_mmevo
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 MANIFEST = load_parity_manifest('eatformer')
@@ -33,20 +32,6 @@ def manifest_state_dict(variant: dict) -> dict:
     keys = variant['keys'] if 'keys' in variant else VARIANTS[variant['keys_same_as']]['keys']
     return {k: torch.zeros(shape, dtype=torch.int64 if k.endswith('num_batches_tracked')
                            else torch.float32) for k, shape in keys}
-
-
-@pytest.mark.parametrize('name', sorted(VARIANTS))
-def test_converter_covers_manifest(name):
-    """Every official key of every published variant maps to a key of the right shape, and
-    the parameter counts equal the official ones exactly."""
-    variant = VARIANTS[name]
-    model = build_official(variant)
-    converted = convert_eatformer(manifest_state_dict(variant))
-    own = model.state_dict()
-    assert set(converted) == set(own)
-    for key, value in converted.items():
-        assert tuple(value.shape) == tuple(own[key].shape), key
-    assert sum(p.numel() for p in model.parameters()) == variant['params']
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -98,7 +83,7 @@ def test_out_indices():
     assert [tuple(o.shape) for o in outs] == [(2, 16, 8, 8), (2, 32, 2, 2)]
     assert isinstance(outs, tuple)
     assert len(EATFormer(TINY_ARCH)(torch.randn(1, 3, 64, 64))) == 1
-    with pytest.raises(ValueError, match='out of range'):
+    with pytest.raises(ValueError, match=r'out_indices=\(4,\) is out of its domain'):
         EATFormer(TINY_ARCH, out_indices=(4, ))
 
 
@@ -133,7 +118,7 @@ def test_with_cp_matches_plain():
     plain = EATFormer(TINY_ARCH, out_indices=(0, 1, 2, 3))
     ckpt = EATFormer(TINY_ARCH, out_indices=(0, 1, 2, 3), with_cp=True)
     ckpt.load_state_dict(plain.state_dict())
-    assert all(blk.with_cp for stage in ckpt.stages for blk in stage)
+    assert ckpt.with_cp
     x = torch.randn(2, 3, 64, 64)
     grads = []
     for model in (plain, ckpt):
@@ -174,26 +159,18 @@ def test_custom_arch_and_errors():
     assert len(model.stages[2][0].msra.convs) == 3
     outs = model.eval()(torch.randn(1, 3, 64, 96))
     assert [tuple(o.shape[-2:]) for o in outs] == [(16, 24), (8, 12), (4, 6), (2, 3)]
-    with pytest.raises(ValueError, match='not in default archs'):
-        EATFormer('huge')
-    with pytest.raises(ValueError, match='Custom arch needs'):
-        EATFormer(dict(depths=[1, 1, 1, 1]))
-    with pytest.raises(ValueError, match='Unknown arch keys'):
-        EATFormer(dict(TINY_ARCH, depth=[1]))
-    with pytest.raises(ValueError, match='one entry per stage'):
+    # the generic argument checks are in tests/test_zoo.py; these are EATFormer's own domains
+    with pytest.raises(ValueError, match=r"arch\['depths'\]=\[1, 1, 1\].*list of 4 items"):
         EATFormer(dict(TINY_ARCH, depths=[1, 1, 1]))
-    with pytest.raises(ValueError, match='op_names'):
+    with pytest.raises(ValueError, match=r"arch\['op_names'\].*'attention'"):
         EATFormer(dict(TINY_ARCH, op_names=[['conv'], ['conv'], ['attention', 'conv'],
                                             ['msa', 'conv']]))
-    with pytest.raises(ValueError, match='multiple of dim_head'):
+    with pytest.raises(ValueError, match=r"attention channels 12 .* arch\['dim_heads'\]\[2\]=5"):
         EATFormer(dict(TINY_ARCH, dim_heads=[8, 8, 5, 8]))
-    tiny = EATFormer(TINY_ARCH)
-    with pytest.raises(ValueError, match='in_channels=3 but the input has 1 channels'):
-        tiny(torch.randn(1, 1, 64, 64))
-    with pytest.raises(ValueError, match='too small'):
-        tiny(torch.randn(1, 3, 16, 64))
-    with pytest.raises(ValueError, match='NCHW'):
-        tiny(torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match=r"embed_dims'\]\[0\] must be even"):
+        EATFormer(dict(TINY_ARCH, embed_dims=[15, 16, 24, 32]))
+    with pytest.raises(ValueError, match=r"arch\['down_mode'\]='conv'"):
+        EATFormer(dict(TINY_ARCH, down_mode='conv'))
 
 
 def test_bf16_autocast_finite():
@@ -322,7 +299,7 @@ def test_converter_checkpoint_wrappers(wrapper):
 
 
 def test_mdmsa_offsets_stay_float32_under_autocast():
-    from mmevo.models.layers import MDMSA
+    from mmevo.models.backbones.eatformer import MDMSA
     layer = MDMSA(16, 4, window_size=4)
     x = torch.randn(2, 16, 8, 8)
     with torch.autocast('cpu', dtype=torch.bfloat16):

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmevo.models.layers import MDMSA, deform_conv2d, mmcv_ops_available, modulated_deform_sample
+from mmevo.models.backbones.eatformer import MDMSA
+from mmevo.models.layers import deform_conv2d, mmcv_ops_available, modulated_deform_sample
 from mmevo.models.layers.deform import MMCV_OPS_HINT
 
 needs_mmcv = pytest.mark.skipif(not mmcv_ops_available(), reason='needs mmcv with compiled ops')
@@ -102,6 +103,7 @@ def test_missing_mmcv_ops_error(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, '__import__', fake_import)
+    mmcv_ops_available.cache_clear()  # the answer is cached per process
     assert not mmcv_ops_available()
     x, grid, mask, g = _sampling_inputs()
     with pytest.raises(ImportError, match='mmcv with compiled ops is required'):
@@ -109,3 +111,5 @@ def test_missing_mmcv_ops_error(monkeypatch):
     # the grid_sample path needs no ops
     modulated_deform_sample(x, grid, mask, g, 'grid_sample')
     assert 'MMCV_WITH_OPS=1' in MMCV_OPS_HINT
+    monkeypatch.undo()
+    mmcv_ops_available.cache_clear()

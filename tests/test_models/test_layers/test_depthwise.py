@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmevo.models.layers.depthwise import dwconv, dwconv_silu_mix
+from mmevo.models.backbones.eatformer.lean_nodes import dwconv_silu_mix
+from mmevo.models.layers.depthwise import dwconv
 from mmevo.testing import saved_tensor_bytes
 
 # (kernel, dilation, padding, bias, input size): MSRA, GLI and MD-MSA cases, odd sizes
@@ -109,7 +110,7 @@ def test_dwconv_silu_mix_keeps_only_its_input():
 @pytest.mark.parametrize('with_scale', [False, True])
 def test_dwconv_bn_silu_conv_equals_the_plain_op(momentum, with_scale):
     """GLI's conv op as one node: same output, gradients and BatchNorm running statistics."""
-    from mmevo.models.layers import ConvOp
+    from mmevo.models.backbones.eatformer import ConvOp
     torch.manual_seed(0)
     lean = ConvOp(6, 5).double()
     lean.norm.momentum = momentum
@@ -137,7 +138,7 @@ def test_dwconv_bn_silu_conv_equals_the_plain_op(momentum, with_scale):
 
 
 def test_dwconv_bn_silu_conv_keeps_only_its_input():
-    from mmevo.models.layers import ConvOp
+    from mmevo.models.backbones.eatformer import ConvOp
     op = ConvOp(16, 5)
     x = torch.randn(4, 16, 24, 24, requires_grad=True)
     _, lean = saved_tensor_bytes(lambda: op(x))

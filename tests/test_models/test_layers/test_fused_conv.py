@@ -6,9 +6,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmevo.models import EATFormer
-from mmevo.models.layers.fused_conv import (ONEDNN_POINTWISE, bn_conv_act, conv_bn_act,
-                                            fused_inference)
-from mmevo.models.layers.residual import interleave_add
+from mmevo.models.backbones.eatformer.interleave import interleave_add
+from mmevo.models.layers.fast_path import ONEDNN_POINTWISE, fused_inference
+from mmevo.models.layers.inference_conv import bn_conv_act, conv_bn_act
 
 CL = torch.channels_last
 
@@ -137,7 +137,7 @@ def test_eatformer_inference_path_equals_the_autograd_path(ops):
 def test_single_op_gli_adds_its_residual_in_the_projection():
     """Stages 1-2 (GLI = ``x + conv_op(norm(x))``): without autograd the residual is added in
     place to the op's last convolution, no separate out-of-place addition; values unchanged."""
-    from mmevo.models.layers import GLI
+    from mmevo.models.backbones.eatformer import GLI
     torch.manual_seed(0)
     gli = GLI(8, ['conv'], 4, 7).eval()
     for bn in (gli.norm, gli.ops[0].norm):

@@ -125,7 +125,7 @@ def test_eatformer_training_step_equals_the_reference(ops):
 @pytest.mark.parametrize('make_conv', CONVS)
 @pytest.mark.parametrize('momentum', [0.1, None])
 def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum):
-    from mmevo.models.layers.act_conv import bn_conv
+    from mmevo.models.layers.lean_ops import bn_conv
     torch.manual_seed(0)
     conv = make_conv().double()
     bn = nn.BatchNorm2d(6, momentum=momentum).double()

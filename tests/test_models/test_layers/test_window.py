@@ -2,8 +2,13 @@
 import pytest
 import torch
 
-from mmevo.models.layers import (grid_window_heads, grid_window_layout, grid_window_merge_heads,
-                                 grid_window_partition, interleave_channels)
+from mmevo.models.backbones.eatformer.interleave import interleave_channels
+from mmevo.models.layers import (
+    grid_window_heads,
+    grid_window_layout,
+    grid_window_merge_heads,
+    grid_window_partition,
+)
 from mmevo.models.layers.deform import groups_to_batch
 from mmevo.models.layers.window import pad_to_windows
 

@@ -3,17 +3,20 @@ from typing import List, Optional, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
-from .act_conv import act_conv
+from ...layers.deform import DeformConv2d
+from ...layers.fast_path import fast_route, fused_inference
+from ...layers.folding import fold_bn_after_conv, is_bn, scale_conv_output
+from ...layers.inference_conv import conv_bn_act
+from ...layers.lean_ops import act_conv
+from ...layers.norm import build_norm
+from ...layers.residual import add_residual
+from ...layers.window import WindowSize
 from .attention import MDMSA, WindowMSA
-from .deform import DeformConv2d
-from .depthwise import dwconv_bn_silu_conv
-from .fuse import fold_bn_after_conv, is_bn, scale_conv_output
-from .fused_conv import conv_bn_act, fused_inference
-from .norm import build_eat_norm
-from .residual import add_residual, interleave_add, interleave_channels
-from .window import WindowSize
+from .interleave import interleave_add, interleave_channels
+from .lean_nodes import dwconv_bn_silu_conv
 
 #: Accepted op names of GLI, with the short aliases of the official code.
 GLI_OPS = {'conv': 'conv', 'c': 'conv', 'msa': 'msa', 'm': 'msa', 'mdmsa': 'mdmsa',
@@ -33,15 +36,27 @@ class ConvOp(nn.Module):
                  norm_cfg: dict = dict(type='BN', eps=1e-6)):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        self.norm = build_eat_norm(norm_cfg, dim)
+        self.norm = build_norm(norm_cfg, dim)
         self.pwconv = nn.Conv2d(dim, dim, 1)
 
     def forward(self,
                 x: torch.Tensor,
                 scale: Optional[torch.Tensor] = None,
                 residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``residual + scale * op(x)``, ``scale`` (GLI's op weight) applied to ``pwconv``'s
-        weights; without autograd the residual is added in place to ``pwconv``'s output."""
+        """``residual + scale * op(x)`` (``scale``: GLI's op weight)."""
+        if fast_route(self, x):
+            return self.forward_fast(x, scale, residual)
+        y = self.pwconv(F.silu(self.norm(self.dwconv(x))))
+        if scale is not None:
+            y = y * scale
+        return y if residual is None else residual + y
+
+    def forward_fast(self,
+                     x: torch.Tensor,
+                     scale: Optional[torch.Tensor] = None,
+                     residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:meth:`forward` with ``scale`` applied to ``pwconv``'s weights: fused oneDNN kernels
+        in inference (the residual added in place), one lean node in training."""
         if fused_inference(x):
             return conv_bn_act(conv_bn_act(x, self.dwconv, self.norm, 'silu'), self.pwconv,
                                scale=scale, residual=residual)
@@ -49,12 +64,13 @@ class ConvOp(nn.Module):
         return y if residual is None else residual + y
 
     @torch.no_grad()
-    def fuse(self, scale=1.) -> None:
+    def fuse(self, scale=1.) -> 'ConvOp':
         """Fold the BatchNorm into ``dwconv`` and ``scale`` into ``pwconv`` (inference)."""
         if is_bn(self.norm):
             fold_bn_after_conv(self.dwconv, self.norm)
             self.norm = nn.Identity()
         scale_conv_output(self.pwconv, scale)
+        return self
 
 
 class DeformConvOp(nn.Module):
@@ -85,7 +101,7 @@ class DeformConvOp(nn.Module):
         out = self.num_offsets * 3 // 2 if modulated else self.num_offsets
         self.offset_conv = nn.Conv2d(dim, out, 3, padding=1)
         self.dcn = DeformConv2d(dim, dim, kernel_size, deform_groups, impl)
-        self.norm = build_eat_norm(norm_cfg, dim)
+        self.norm = build_norm(norm_cfg, dim)
         self.pwconv = nn.Conv2d(dim, dim, 1)
 
     def deform(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,13 +114,15 @@ class DeformConvOp(nn.Module):
         return self.norm(self.dcn(x, offset, mask))
 
     def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``scale * op(x)``, ``scale`` (GLI's op weight) applied to ``pwconv``'s weights."""
+        """``scale * op(x)``, ``scale`` (GLI's op weight) applied to ``pwconv``'s weights (the
+        activation is recomputed in backward where :func:`act_conv` may)."""
         return act_conv(self.deform(x), 'silu', self.pwconv, scale, inplace=True)
 
     @torch.no_grad()
-    def fuse(self, scale=1.) -> None:
+    def fuse(self, scale=1.) -> 'DeformConvOp':
         """Fold ``scale`` into ``pwconv`` (inference)."""
         scale_conv_output(self.pwconv, scale)
+        return self
 
 
 class GLI(nn.Module):
@@ -175,7 +193,7 @@ class GLI(nn.Module):
         else:
             dims = [dim] * num_ops
         self.dims = dims
-        self.norm = build_eat_norm(norm_cfg, dim)
+        self.norm = build_norm(norm_cfg, dim)
         self.ops = nn.ModuleList()
         for name, d in zip(op_names, dims):
             name = GLI_OPS[name]
@@ -203,33 +221,53 @@ class GLI(nn.Module):
             self.merge = 'interleave'
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x)
-        if self.merge == 'single':
-            if isinstance(self.ops[0], ConvOp) and fused_inference(x) and not self.training:
-                return self.ops[0](h, residual=x)  # stages 1-2: x + op(h) in one pass
-            return add_residual(x, self.ops[0](h), self.drop_path)
-        inputs: List[torch.Tensor] = list(h.split(self.dims, dim=1)) if self.split \
-            else [h] * len(self.ops)
-        # each op's weight softmax(alphas)[i] multiplies the op's output projection weights
+    def _op_outputs(self, h: torch.Tensor) -> List[torch.Tensor]:
+        """Every op on its share of ``h``, weighted by ``softmax(alphas)`` (applied to the ops'
+        output projection weights)."""
+        inputs = list(h.split(self.dims, dim=1)) if self.split else [h] * len(self.ops)
         weights = self.alphas.softmax(-1) if self.alphas is not None else None
-        outs = [op(inp, None if weights is None else weights[i])
+        return [op(inp, None if weights is None else weights[i])
                 for i, (op, inp) in enumerate(zip(self.ops, inputs))]
+
+    def _merge(self, outs: List[torch.Tensor]) -> torch.Tensor:
         if self.merge == 'interleave':
-            if fused_inference(x) and not self.training:
-                return interleave_add(x, outs)
-            y = interleave_channels(outs)
-        elif self.merge == 'mean':
-            y = torch.stack(outs, dim=-1).mean(-1)
-        else:
-            y = torch.cat(outs, dim=1)
-        return add_residual(x, y, self.drop_path)
+            return interleave_channels(outs)
+        if self.merge == 'mean':
+            return torch.stack(outs, dim=-1).mean(-1)
+        return torch.cat(outs, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fast_route(self, x):
+            return self.forward_fast(x)
+        h = self.norm(x)
+        y = self.ops[0](h) if self.merge == 'single' else self._merge(self._op_outputs(h))
+        return x + self.drop_path(y)
+
+    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Training: the residual and stochastic depth in one pass. Inference: the residual
+        added in place to the single conv op's projection (stages 1-2), or the interleaved op
+        outputs added to it without a stacked copy."""
+        h = self.norm(x)
+        if not fused_inference(x):
+            y = self.ops[0](h) if self.merge == 'single' else self._merge(self._op_outputs(h))
+            return add_residual(x, y, self.drop_path)
+        if self.merge == 'single':
+            if isinstance(self.ops[0], ConvOp):
+                return self.ops[0](h, residual=x)
+            return x + self.ops[0](h)
+        outs = self._op_outputs(h)
+        if self.merge == 'interleave':
+            return interleave_add(x, outs)
+        return x + self._merge(outs)
+
+    _fuses_children = True  # its ops fold GLI's op weights: fuse_modules leaves them to it
 
     @torch.no_grad()
-    def fuse(self) -> None:
+    def fuse(self) -> 'GLI':
         """Fold the op weights ``softmax(alphas)`` and the ops' BatchNorms / layer scales into
         their last convolutions (exact; inference only)."""
         weights = self.alphas.softmax(-1) if self.alphas is not None else [1.] * len(self.ops)
         for op, weight in zip(self.ops, weights):
             op.fuse(weight)
         self.alphas = None
+        return self

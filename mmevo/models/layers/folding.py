@@ -1,8 +1,11 @@
 # Copyright (c) mmevo contributors. All rights reserved.
-"""Exact inference-time folding of BatchNorm and per-channel scales into 1x1/kxk convolutions.
+"""Folding of eval-mode BatchNorms and per-channel scales into convolutions.
 
 Each fold is an algebraic identity of eval-mode BatchNorm (a per-channel affine map); results
-differ from the unfolded model only by float rounding.
+differ from the unfolded model only by float rounding. The ``affine_*`` functions compute folded
+weights (differentiable; the on-the-fly folds of :mod:`.inference_conv` use them), the
+``fold_*`` functions rewrite a module's parameters in place (the permanent folds of ``fuse()``),
+and :func:`fuse_modules` is the one walker that ``fuse()`` of every mmevo model calls.
 """
 from typing import Optional, Union
 
@@ -21,13 +24,6 @@ def bn_affine(bn: _BatchNorm):
     if bn.bias is not None:
         shift = shift + bn.bias
     return scale, shift
-
-
-def is_plain_conv(conv: nn.Module) -> bool:
-    """An ``nn.Conv2d`` (not a subclass) with numeric zero padding: its weights can be folded
-    and its computation handed to ``F.conv2d`` / oneDNN directly."""
-    return (type(conv) is nn.Conv2d and conv.padding_mode == 'zeros'
-            and not isinstance(conv.padding, str))
 
 
 def affine_after_conv(weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -90,3 +86,31 @@ def scale_conv_output(conv: nn.Conv2d, scale: Union[torch.Tensor, float]) -> nn.
 
 def is_bn(module: Optional[nn.Module]) -> bool:
     return isinstance(module, _BatchNorm)
+
+
+def fuse_modules(model: nn.Module) -> nn.Module:
+    """Call ``fuse()`` on every sub-module of ``model`` that defines one, innermost first, and
+    return ``model`` in eval mode.
+
+    The contract of every mmevo ``fuse()``: fold what is exact for inference into the module's
+    own convolutions, in place, and return the module. A module whose ``fuse()`` handles its
+    children itself sets ``_fuses_children = True``; its children are then left to it.
+    """
+    model.eval()
+    handled = set()
+
+    def visit(module: nn.Module) -> None:
+        if getattr(module, '_fuses_children', False):
+            module.fuse()
+            handled.add(id(module))
+            return
+        for child in module.children():
+            visit(child)
+        if module is not model and callable(getattr(module, 'fuse', None)) \
+                and id(module) not in handled:
+            module.fuse()
+            handled.add(id(module))
+
+    for child in model.children():
+        visit(child)
+    return model

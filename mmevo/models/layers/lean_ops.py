@@ -1,12 +1,15 @@
 # Copyright (c) mmevo contributors. All rights reserved.
-"""``conv(act(x))`` that keeps only ``x`` for the backward pass.
+"""Training ops that keep less for the backward pass (memory-lean autograd nodes).
+
+:func:`act_conv` is ``conv(act(x))`` keeping only ``x``.
 
 Autograd normally stores both the activation's input (for the activation's gradient) and its
 output (for the convolution's weight gradient). Recomputing the activation in the backward pass
 instead costs one element-wise pass and saves one full map per use; in EATFormer (GELU between
 the FFN convolutions, SiLU before the MSRA and GLI projections) that is ~20% of the activation
-memory of a training step. Under ``torch.compile`` the plain formulation is used: Inductor
-chooses what to recompute itself.
+memory of a training step. Under ``torch.compile`` (and wherever
+:func:`~.fast_path.lean_training` says no) the plain formulation is used: Inductor chooses what
+to recompute itself.
 
 :func:`bn_conv` is the same idea for ``conv(BN(x))`` in training: it keeps ``x`` and the batch
 statistics and recomputes the normalised map in backward (one element-wise pass) instead of
@@ -18,7 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fuse import affine_after_conv, is_plain_conv
+from .fast_path import batch_stats_norm, lean_training, plain_conv
+from .folding import affine_after_conv
 
 _ACTIVATIONS = {
     'silu': (F.silu, torch.ops.aten.silu_backward),
@@ -83,8 +87,7 @@ def act_conv(x: torch.Tensor,
         inplace (bool): Without autograd, SiLU may overwrite ``x``. Defaults to False.
     """
     weight, bias = scaled_conv_params(conv, scale)
-    if (not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad)
-            or torch.compiler.is_compiling() or not is_plain_conv(conv)):
+    if not (lean_training(x, weight) and plain_conv(conv)):
         a = F.silu(x, inplace=inplace and not x.requires_grad) if act == 'silu' \
             else _ACTIVATIONS[act][0](x)
         return F.conv2d(a, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
@@ -92,31 +95,10 @@ def act_conv(x: torch.Tensor,
                             conv.groups)
 
 
-def lean_autograd(x: torch.Tensor, *params: Optional[torch.Tensor]) -> bool:
-    """Whether a memory-lean autograd node should replace the plain ops on ``x``: a graph is
-    recorded, no autocast, and neither ``torch.compile`` nor ``torch.jit.trace`` is running."""
-    return (torch.is_grad_enabled()
-            and (x.requires_grad or any(p is not None and p.requires_grad for p in params))
-            and not torch.is_autocast_enabled(x.device.type)
-            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
-
-
 def batch_norm_momentum(bn: nn.Module) -> float:
     """Update ``bn``'s batch counter and return the momentum its forward would use."""
     bn.num_batches_tracked.add_(1)
     return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-
-
-def plain_batch_norm(bn: nn.Module) -> bool:
-    """A BatchNorm in training mode that normalises with this process's batch statistics."""
-    if not (isinstance(bn, nn.BatchNorm2d) or isinstance(bn, nn.SyncBatchNorm)) \
-            or not bn.training or not bn.track_running_stats or bn.running_mean is None:
-        return False
-    if isinstance(bn, nn.SyncBatchNorm):  # synchronised only across several processes
-        import torch.distributed as dist
-        return not (dist.is_available() and dist.is_initialized()
-                    and dist.get_world_size() > 1)
-    return True
 
 
 def bn_recompute(x, bn_w, bn_b, mean, invstd) -> torch.Tensor:
@@ -157,7 +139,7 @@ def bn_conv(x: torch.Tensor, bn: nn.Module, conv: nn.Conv2d) -> torch.Tensor:
     """``conv(bn(x))`` that keeps only ``x`` for the backward pass (the normalised map is
     recomputed from the saved batch statistics) when ``bn`` normalises with batch statistics;
     the plain ops otherwise."""
-    if not (plain_batch_norm(bn) and is_plain_conv(conv) and lean_autograd(x, conv.weight)):
+    if not (batch_stats_norm(bn) and plain_conv(conv) and lean_training(x, conv.weight)):
         return conv(bn(x))
     return _BNConv2d.apply(x, bn.weight, bn.bias, conv.weight, conv.bias, bn, conv.stride,
                            conv.padding, conv.dilation, conv.groups)

@@ -7,17 +7,29 @@ converted weights (``tools/model_converters/eatformer_to_mmevo.py``), for classi
 the downstream settings of the official detection/segmentation backbone (``EAFormer``: window 14,
 global-window periods, four outputs), for detection and segmentation.
 """
-import copy
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 
 from mmevo.registry import MODELS
-from ..layers import GLI, MSRA, ConvFFN
-from ..layers.window import WindowSize
-from .base_backbone import BaseBackbone
+from mmevo.utils.validation import (
+    BOOL,
+    POSITIVE_INT,
+    POSITIVE_REAL,
+    Domain,
+    integer,
+    one_of,
+    per_stage,
+    real,
+    sequence_of,
+)
+from ...layers.deform import DEFORM_CONV_IMPLS, SAMPLERS
+from ...layers.ffn import ConvFFN
+from ...layers.window import WindowSize
+from ..base_backbone import StagedBackbone
+from .gli import GLI, GLI_OPS
+from .msra import MSRA, MSRA_MODES
 
 
 class EATBlock(nn.Module):
@@ -41,7 +53,6 @@ class EATBlock(nn.Module):
             ``layer_scale_init_value``).
         norm_cfg (dict): Norm layers.
         layer_scale_init_value (float): Initial layer scales.
-        with_cp (bool): Gradient checkpointing of the block.
     """
 
     def __init__(self,
@@ -59,10 +70,8 @@ class EATBlock(nn.Module):
                  msra_cfg: dict = dict(),
                  gli_cfg: dict = dict(),
                  norm_cfg: dict = dict(type='BN', eps=1e-6),
-                 layer_scale_init_value: float = 1e-4,
-                 with_cp: bool = False):
+                 layer_scale_init_value: float = 1e-4):
         super().__init__()
-        self.with_cp = with_cp
         self.msra = MSRA(in_channels, out_channels, kernel_size, stride, dilations,
                          drop_path=drop_path, norm_cfg=norm_cfg, **msra_cfg)
         self.gli = GLI(out_channels, op_names, dim_head, window_size, drop=drop,
@@ -71,13 +80,8 @@ class EATBlock(nn.Module):
         self.ffn = ConvFFN(out_channels, mlp_ratio, drop, drop_path, layer_scale_init_value,
                            norm_cfg)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.gli(self.msra(x)))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._forward, x, use_reentrant=False)
-        return self._forward(x)
+        return self.ffn(self.gli(self.msra(x)))
 
 
 def _arch(depths, embed_dims, dim_heads, op_names, **kwargs) -> dict:
@@ -90,15 +94,29 @@ _MSA = [['conv'], ['conv'], ['msa', 'conv'], ['msa', 'conv']]
 _PATCH = dict(down_mode='patch', dilations=[[1], [1], [1, 2], [1]])
 
 
+_WINDOW = integer() | sequence_of(integer(), length=2)
+_PER_STAGE = {
+    'depths': POSITIVE_INT,
+    'embed_dims': POSITIVE_INT,
+    'dim_heads': POSITIVE_INT,
+    'op_names': sequence_of(one_of(*GLI_OPS)),
+    'window_sizes': _WINDOW,
+    'global_window_periods': integer(),
+    'kernel_sizes': POSITIVE_INT,
+    'dilations': sequence_of(POSITIVE_INT),
+    'c_groups': integer(-1),
+    'd_groups': POSITIVE_INT,
+}
+
+
 @MODELS.register_module()
-class EATFormer(BaseBackbone):
+class EATFormer(StagedBackbone):
     """EATFormer backbone.
 
     A paper-faithful port of `EATFormer <https://arxiv.org/abs/2206.09325>`_: a two-layer MSRA stem
     (stride 4), then four stages of :class:`EATBlock` (``FFN(GLI(MSRA(x)))``) at strides
     4/8/16/32. GLI mixes a convolution with windowed MSA or Modulated Deformable MSA (MD-MSA) in
-    stages 3-4. Maps are NCHW tensors (channels-last strided by default). Official checkpoints
-    load after ``tools/model_converters/eatformer_to_mmevo.py``.
+    stages 3-4. Official checkpoints load after ``tools/model_converters/eatformer_to_mmevo.py``.
 
     Args:
         arch (str | dict): A name in :attr:`arch_zoo` (``'mobile'``/``'m'``, ``'lite'``/``'l'``,
@@ -117,17 +135,20 @@ class EATFormer(BaseBackbone):
             - ``d_groups`` (MD-MSA / DCN offset groups per stage), ``gli_split``,
               ``gli_weight``, ``gli_ratio``, ``qkv_bias``, ``mlp_ratio``.
             - ``drop_path_rate``: the published stochastic depth rate.
+
+            Every value is checked against :attr:`arch_domains`.
         in_channels (int): Input channels. Defaults to 3.
         out_indices (int | Sequence[int]): Stages whose outputs are returned. Defaults to ``-1``.
         drop_path_rate (float, optional): Overrides the arch's stochastic depth rate (linearly
-            increased over all blocks).
+            increased over all blocks); in ``[0, 1)``.
         drop_rate (float): Dropout in FFN and attention outputs. Defaults to 0.
         attn_drop_rate (float): Attention dropout. Defaults to 0.
         window_size (int | list, optional): Overrides ``window_sizes`` of all stages (an int,
             ``[h, w]``) or per stage (a list of 4). Downstream configs use 14.
         global_window_periods (Sequence[int], optional): Overrides the arch's periods.
-        sampler (str): MD-MSA sampling, ``'grid_sample'`` (default; fast on CPU) or ``'mmcv'``
-            (``mmcv.ops.modulated_deform_conv2d``). Both give the same result.
+        sampler (str): MD-MSA sampling: ``'auto'`` (default: mmcv's modulated deformable op on
+            CUDA tensors when mmcv has CUDA ops, ``F.grid_sample`` otherwise, ~100x faster than
+            mmcv's CPU kernel), ``'grid_sample'`` or ``'mmcv'``. All give the same result.
         dcn_impl (str): 'dcn' op implementation: ``'auto'``, ``'mmcv'`` or ``'torchvision'``.
         norm_cfg (dict): Norm layers (``SyncBN`` in multi-GPU downstream configs). Defaults to
             ``dict(type='BN', eps=1e-6)`` as in the official model.
@@ -137,10 +158,12 @@ class EATFormer(BaseBackbone):
         norm_eval (bool): Keep BN layers in eval mode while training. Defaults to False.
         with_cp (bool): Gradient checkpointing of the stem and of every block. Defaults to
             False.
-        channels_last (bool): Run on channels-last (NHWC-strided) maps: the same values, and
-            oneDNN's convolutions, above all the depth-wise ones and their backward, are much
-            faster that way on CPU (training steps ~1.4x). The outputs are then channels-last
-            tensors, which every OpenMMLab neck and head accepts. Defaults to True.
+        channels_last (bool): Compute on channels-last (NHWC-strided) maps: the same values,
+            and oneDNN's convolutions, above all the depth-wise ones and their backward, are
+            much faster that way on CPU (training steps ~1.4x). Defaults to True.
+        out_channels_last (bool): Return the maps channels-last as computed instead of
+            contiguous NCHW (saves one copy per output; only for consumers that accept strided
+            maps, which mmcv's CPU RoIAlign and deformable ops do not). Defaults to False.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``
             loads strictly: missing or unexpected keys are an error.
 
@@ -189,6 +212,30 @@ class EATFormer(BaseBackbone):
                                              drop_path_rate=0.25)),
     }
     essential_keys = ('depths', 'embed_dims', 'dim_heads', 'op_names')
+    arch_domains = {
+        **{key: (lambda item: lambda n: per_stage(item, n))(item)
+           for key, item in _PER_STAGE.items()},
+        'down_mode': one_of('kernel', 'patch'),
+        'msra_mode': one_of(*MSRA_MODES),
+        'msra_weight': BOOL,
+        'msra_norm': BOOL,
+        'msra_skip': BOOL,
+        'gli_split': BOOL,
+        'gli_weight': BOOL,
+        'gli_ratio': Domain(lambda v: v is None, 'None') | real(0, 1, True, True),
+        'qkv_bias': BOOL,
+        'mlp_ratio': POSITIVE_REAL,
+        'drop_path_rate': real(0, 1, high_open=True),
+    }
+    arg_domains = {
+        'drop_rate': real(0, 1, high_open=True),
+        'attn_drop_rate': real(0, 1, high_open=True),
+        'sampler': one_of(*SAMPLERS),
+        'dcn_impl': one_of(*DEFORM_CONV_IMPLS),
+        'layer_scale_init_value': real(0, float('inf')),
+        'norm_cfg': Domain(lambda v: isinstance(v, dict) and 'type' in v,
+                           "a dict with a 'type' (mmcv norm config)"),
+    }
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -199,7 +246,7 @@ class EATFormer(BaseBackbone):
                  attn_drop_rate: float = 0.,
                  window_size: Optional[Union[int, Sequence]] = None,
                  global_window_periods: Optional[Sequence[int]] = None,
-                 sampler: str = 'grid_sample',
+                 sampler: str = 'auto',
                  dcn_impl: str = 'auto',
                  norm_cfg: dict = dict(type='BN', eps=1e-6),
                  layer_scale_init_value: float = 1e-4,
@@ -207,28 +254,32 @@ class EATFormer(BaseBackbone):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  channels_last: bool = True,
+                 out_channels_last: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None):
-        super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self.parse_arch(arch)
-        s = self.arch_settings
+        windows = None
         if window_size is not None:
-            s['window_sizes'] = self._per_stage_windows(window_size)
-        if global_window_periods is not None:
-            s['global_window_periods'] = list(global_window_periods)
-        self._check_per_stage(s)
-        if drop_path_rate is None:
-            drop_path_rate = s['drop_path_rate']
-        if s['down_mode'] not in ('kernel', 'patch'):
-            raise ValueError(f"down_mode must be 'kernel' or 'patch', got {s['down_mode']!r}")
-
-        self.in_channels = in_channels
+            windows = _per_stage_windows(window_size, self.num_stages)
+        super().__init__(
+            arch,
+            in_channels=in_channels,
+            out_indices=out_indices,
+            drop_path_rate=drop_path_rate,
+            frozen_stages=frozen_stages,
+            norm_eval=norm_eval,
+            with_cp=with_cp,
+            channels_last=channels_last,
+            out_channels_last=out_channels_last,
+            init_cfg=init_cfg,
+            arch_overrides=dict(window_sizes=windows,
+                                global_window_periods=global_window_periods))
+        self.check_args(drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, sampler=sampler,
+                        dcn_impl=dcn_impl, layer_scale_init_value=layer_scale_init_value,
+                        norm_cfg=norm_cfg)
+        s = self.arch_settings
         self.depths = list(s['depths'])
         self.embed_dims = list(s['embed_dims'])
-        self.out_indices = self._normalize_indices(out_indices, self.num_stages)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        self.channels_last = channels_last
+        if s['down_mode'] == 'patch':
+            self.input_multiple = 32
 
         c0 = self.embed_dims[0]
         stem_cfg = dict(kernel_size=3, stride=2, dilations=[1], weighted=False, skip=False,
@@ -239,7 +290,7 @@ class EATFormer(BaseBackbone):
 
         msra_cfg = dict(mode=s['msra_mode'], weighted=s['msra_weight'],
                         with_norm=s['msra_norm'], skip=s['msra_skip'])
-        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        dpr = self.drop_path_rates(sum(self.depths))
         self.stages = nn.ModuleList()
         in_dim, block_id = c0, 0
         for i, (depth, dim) in enumerate(zip(self.depths, self.embed_dims)):
@@ -273,135 +324,43 @@ class EATFormer(BaseBackbone):
                             sampler=sampler,
                             dcn_impl=dcn_impl),
                         norm_cfg=norm_cfg,
-                        layer_scale_init_value=layer_scale_init_value,
-                        with_cp=with_cp))
+                        layer_scale_init_value=layer_scale_init_value))
                 in_dim, block_id = dim, block_id + 1
             self.stages.append(nn.Sequential(*blocks))
-        self.fused = False
-        self._freeze_stages()
-        self._set_memory_format()
-
-    def _set_memory_format(self) -> None:
-        # Weights in the layout of the maps: oneDNN then needs no reorder per call (in-place
-        # optimizer updates and load_state_dict keep the layout).
-        if self.channels_last:
-            self.to(memory_format=torch.channels_last)
+        self._post_build(self.embed_dims, [4, 8, 16, 32])
 
     @classmethod
-    def parse_arch(cls, arch: Union[str, dict]) -> dict:
-        """Resolve ``arch`` into a full settings dict (a copy)."""
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in cls.arch_zoo:
-                raise ValueError(f'Arch {arch!r} is not in default archs of {cls.__name__}: '
-                                 f'{sorted(cls.arch_zoo)}')
-            arch = cls.arch_zoo[key]
-        elif not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
-        missing = [k for k in cls.essential_keys if k not in arch]
-        if missing:
-            raise ValueError(f'Custom arch needs a dict with keys {list(cls.essential_keys)}; '
-                             f'missing {missing}')
-        unknown = set(arch) - set(cls.essential_keys) - set(cls.arch_defaults)
-        if unknown:
-            raise ValueError(f'Unknown arch keys {sorted(unknown)}; allowed: '
-                             f'{list(cls.essential_keys) + sorted(cls.arch_defaults)}')
-        return copy.deepcopy({**cls.arch_defaults, **arch})
+    def check_arch_rules(cls, s: dict) -> None:
+        name = cls.__name__
+        if s['embed_dims'][0] % 2:
+            raise ValueError(f"{name}: arch['embed_dims'][0] must be even (the stem halves "
+                             f"it), got {s['embed_dims'][0]}")
+        for i, (dim, dim_head, ops) in enumerate(zip(s['embed_dims'], s['dim_heads'],
+                                                    s['op_names'])):
+            if not ops:
+                raise ValueError(f"{name}: arch['op_names'][{i}] is empty: each stage needs "
+                                 f"at least one GLI op")
+            split = s['gli_split'] and len(ops) > 1
+            if split and not s['gli_ratio'] and dim % len(ops):
+                raise ValueError(f"{name}: arch['embed_dims'][{i}]={dim} must split evenly "
+                                 f"into its {len(ops)} GLI ops {ops}")
+            op_dim = dim // len(ops) if split and not s['gli_ratio'] else dim
+            if any(GLI_OPS[op] in ('msa', 'mdmsa') for op in ops) and op_dim % dim_head:
+                raise ValueError(f"{name}: stage {i}: attention channels {op_dim} (of "
+                                 f"embed_dims[{i}]={dim}) must be a multiple of "
+                                 f"arch['dim_heads'][{i}]={dim_head}")
+            if any(GLI_OPS[op] == 'mdmsa' for op in ops) and op_dim % s['d_groups'][i]:
+                raise ValueError(f"{name}: stage {i}: MD-MSA channels {op_dim} must be a "
+                                 f"multiple of arch['d_groups'][{i}]={s['d_groups'][i]}")
 
-    def _per_stage_windows(self, window_size) -> list:
-        if isinstance(window_size, int) or (len(window_size) == 2 and all(
-                isinstance(w, int) for w in window_size)):
-            return [window_size] * self.num_stages
-        return list(window_size)
+    def _multiple_reason(self) -> str:
+        return " with down_mode='patch' (Mobile, Lite)"
 
-    def _check_per_stage(self, s: dict) -> None:
-        for key in ('depths', 'embed_dims', 'dim_heads', 'op_names', 'window_sizes',
-                    'global_window_periods', 'kernel_sizes', 'dilations', 'c_groups',
-                    'd_groups'):
-            if len(s[key]) != self.num_stages:
-                raise ValueError(f'arch {key!r} needs one entry per stage ({self.num_stages}), '
-                                 f'got {s[key]!r}')
-        if any(d % 2 for d in s['embed_dims'][:1]):
-            raise ValueError(f"embed_dims[0] must be even (the stem halves it), got "
-                             f"{s['embed_dims'][0]}")
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages >= 0:
-            self._freeze(self.stem)
-        for i in range(min(self.frozen_stages, self.num_stages)):
-            self._freeze(self.stages[i])
-
-    @property
-    def min_input_size(self) -> int:
-        return 32
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f'EATFormer expects an NCHW batch, got a tensor of shape '
-                             f'{tuple(x.shape)}')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'EATFormer was built for in_channels={self.in_channels} but the '
-                             f'input has {x.shape[1]} channels (shape {tuple(x.shape)})')
-        h, w = x.shape[-2:]
-        if h < self.min_input_size or w < self.min_input_size:
-            raise ValueError(f'input {h}x{w} is too small for EATFormer: both sides must be at '
-                             f'least {self.min_input_size} (its total stride)')
-        if self.arch_settings['down_mode'] == 'patch' and (h % 32 or w % 32):
-            raise ValueError(f"EATFormer with down_mode='patch' (Mobile, Lite) needs input sides "
-                             f'that are multiples of 32, got {h}x{w}; resize or pad the input')
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        self._check_input(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self.with_cp and torch.is_grad_enabled() and self.stem[0].proj.weight.requires_grad:
-            x = cp.checkpoint(self.stem, x, use_reentrant=False)
-        else:
-            x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(x)
-            if i == self.out_indices[-1]:
-                break
-        return tuple(outs)
-
-    @torch.no_grad()
-    def fuse(self) -> 'EATFormer':
-        """Fold BatchNorms, layer scales and GLI op weights into convolutions, for inference.
-
-        Exact up to float rounding (the parity tests run the fused model too); removes about
-        two thirds of the BatchNorm and scaling passes. Only BatchNorms next to an unpadded
-        1x1 convolution or after a convolution are folded: the pre-norms of MSRA and GLI
-        precede zero-padded convolutions / windows, where folding would not be exact. The model
-        should not be trained afterwards.
-        """
-        self.eval()
-        for block in (blk for stage in self.stages for blk in stage):
-            block.msra.fuse()
-            block.gli.fuse()
-            block.ffn.fuse()
-        self._set_memory_format()
-        self.fused = True
-        return self
-
-    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
-        """Layer id of a parameter for layer-wise learning-rate decay.
-
-        The stem is layer 0, block ``k`` (counted over all stages) is layer ``k + 1`` and
-        everything outside the backbone (heads) is the last layer.
-
-        Returns:
-            tuple[int, int]: ``(layer_id, num_layers)``.
-        """
-        num_layers = sum(self.depths) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith('stem'):
-            return 0, num_layers
-        if name.startswith('stages.'):
-            stage, block = (int(p) for p in name.split('.')[1:3])
-            return sum(self.depths[:stage]) + block + 1, num_layers
-        return num_layers - 1, num_layers
+def _per_stage_windows(window_size, num_stages: int) -> list:
+    """An int or ``[h, w]`` for all stages, or a list of one entry per stage."""
+    if isinstance(window_size, int) or (isinstance(window_size, (list, tuple))
+                                        and len(window_size) == 2
+                                        and all(isinstance(w, int) for w in window_size)):
+        return [window_size] * num_stages
+    return list(window_size)

@@ -1,54 +1,28 @@
 # Copyright (c) mmevo contributors. All rights reserved.
-"""Inference convolutions with their BatchNorm, activation and scale in one kernel.
+"""Inference convolutions with their BatchNorm, activation and scale in one oneDNN kernel.
 
-When no autograd graph is needed (``torch.no_grad`` / ``torch.inference_mode``) on a float32 CPU
-tensor, :func:`conv_bn_act` folds an eval-mode BatchNorm and a per-channel scale into the
+Under :func:`~.fast_path.fused_inference` (no autograd, float32 CPU, fast path on),
+:func:`conv_bn_act` folds an eval-mode BatchNorm and a per-channel scale into the
 convolution's weights on the fly and runs oneDNN's convolution with post-ops
 (``torch.ops.mkldnn._convolution_pointwise``, the kernel Inductor's CPU conv fusions use): SiLU or
 exact GELU, applied while the output is still in cache; a residual is added in place to the
 fresh output. On these machines that makes a depth-wise convolution + SiLU 3x faster and a 1x1
 expansion + GELU 2x faster than the separate ops. Everywhere else (autograd, CUDA, autocast,
-``torch.compile``, training-mode BatchNorm) the same function runs the plain ops, so results
-agree up to float rounding.
+``torch.compile``, training-mode BatchNorm, the fast path switched off) the same function runs
+the plain ops, so results agree up to float rounding.
 """
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 
-from .fuse import affine_after_conv, affine_before_conv, bn_affine, is_plain_conv
+from .fast_path import foldable_norm, fused_inference, plain_conv
+from .folding import affine_after_conv, affine_before_conv, bn_affine
 
 #: oneDNN post-op names (and algorithms) of the supported activations.
 _POST_OPS = {None: ('none', None), 'silu': ('swish', None), 'gelu': ('gelu', 'none')}
 _ACTS = {'silu': F.silu, 'gelu': F.gelu}
-
-
-def _onednn_pointwise_available() -> bool:
-    try:
-        return (torch.backends.mkldnn.is_available()
-                and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
-    except (AttributeError, RuntimeError):  # builds without the mkldnn op library
-        return False
-
-
-ONEDNN_POINTWISE = _onednn_pointwise_available()
-
-
-def _foldable(norm: Optional[nn.Module]) -> bool:
-    return norm is None or isinstance(norm, nn.Identity) or (
-        isinstance(norm, _BatchNorm) and not norm.training and norm.track_running_stats
-        and norm.running_var is not None)
-
-
-def fused_inference(x: torch.Tensor) -> bool:
-    """Whether :func:`conv_bn_act` on ``x`` runs as one oneDNN kernel: no autograd, CPU,
-    float32, no autocast, not under ``torch.compile`` (Inductor fuses by itself) or
-    ``torch.jit.trace`` (FLOP counters must see plain convolutions)."""
-    return (ONEDNN_POINTWISE and not torch.is_grad_enabled() and x.device.type == 'cpu'
-            and x.dtype == torch.float32 and not torch.is_autocast_enabled('cpu')
-            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
 
 
 def _plain(x, conv, norm, act, scale, residual):
@@ -85,7 +59,7 @@ def conv_bn_act(x: torch.Tensor,
         raise ValueError('scale and residual follow the convolution only without an activation')
     if isinstance(norm, nn.Identity):
         norm = None
-    if not (fused_inference(x) and _foldable(norm) and is_plain_conv(conv)):
+    if not (fused_inference(x) and foldable_norm(norm) and plain_conv(conv)):
         return _plain(x, conv, norm, act, scale, residual)
     weight, bias = conv.weight, conv.bias
     if norm is not None or scale is not None:
@@ -110,8 +84,10 @@ def bn_conv_act(x: torch.Tensor,
     Under :func:`fused_inference` the BatchNorm is folded into the convolution's input side
     (exact for a 1x1 convolution without padding) and the activation is a post-op.
     """
-    if (isinstance(norm, nn.Identity) or not fused_inference(x) or not _foldable(norm)
-            or conv.kernel_size != (1, 1) or conv.groups != 1 or not is_plain_conv(conv)):
+    if isinstance(norm, nn.Identity) or not (fused_inference(x) and foldable_norm(norm)
+                                              and plain_conv(conv) and conv.groups == 1
+                                              and conv.kernel_size == (1, 1)
+                                              and conv.padding == (0, 0)):
         return _plain(norm(x), conv, None, act, None, None)
     weight, bias = affine_before_conv(conv.weight, conv.bias, *bn_affine(norm))
     attr, algorithm = _POST_OPS[act]

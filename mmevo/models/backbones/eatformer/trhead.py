@@ -2,8 +2,8 @@
 import torch
 import torch.nn as nn
 
+from ...layers.norm import LayerNorm2d
 from .attention import MCA
-from .norm import LayerNorm2d
 
 
 class TRHead(nn.Module):

@@ -4,14 +4,17 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
-from .act_conv import act_conv, bn_conv
-from .depthwise import dwconv_silu_mix
-from .fuse import fold_bn_after_conv, is_bn
-from .fused_conv import conv_bn_act, fused_inference
-from .norm import build_eat_norm
-from .residual import add_residual, interleave_channels
+from ...layers.fast_path import fast_route, fused_inference
+from ...layers.folding import fold_bn_after_conv, is_bn
+from ...layers.inference_conv import conv_bn_act
+from ...layers.lean_ops import act_conv, bn_conv
+from ...layers.norm import build_norm
+from ...layers.residual import add_residual
+from .interleave import interleave_channels
+from .lean_nodes import dwconv_silu_mix
 
 MSRA_MODES = ('sum', 'cat')
 
@@ -61,7 +64,7 @@ class MSRA(nn.Module):
             raise ValueError(f'MSRA stride must be 1 or 2, got {stride}')
         self.mode = mode
         self.num_branches = len(dilations)
-        self.norm = build_eat_norm(norm_cfg, in_channels) if with_norm else nn.Identity()
+        self.norm = build_norm(norm_cfg, in_channels) if with_norm else nn.Identity()
         groups = (in_channels if conv_groups == -1 else conv_groups) if stride == 1 else 1
         self.depthwise = stride == 1 and groups == in_channels == out_channels
         self.convs = nn.ModuleList(
@@ -83,7 +86,7 @@ class MSRA(nn.Module):
             self.shortcut.add_module(
                 'pool', nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False))
             self.shortcut.add_module('conv', nn.Conv2d(in_channels, out_channels, 1, bias=False))
-            self.shortcut.add_module('norm', build_eat_norm(norm_cfg, out_channels))
+            self.shortcut.add_module('norm', build_norm(norm_cfg, out_channels))
         else:
             self.shortcut = nn.Identity()
         self.drop_path = DropPath(drop_path) if skip and drop_path > 0 else nn.Identity()
@@ -96,40 +99,32 @@ class MSRA(nn.Module):
 
     def mix(self, h: torch.Tensor) -> torch.Tensor:
         """The SiLU branches, mixed (before ``proj``)."""
-        n = self.num_branches
-        if n > 1 and self.mode == 'sum':
-            weights = self._sum_weights(h)
-            if not fused_inference(h):
-                return dwconv_silu_mix(h, self.convs, weights)
-        else:
-            weights = self.alphas.softmax(-1) if self.alphas is not None else None
-        branches = [conv_bn_act(h, conv, act='silu') for conv in self.convs]
-        if n == 1:
+        branches = [F.silu(conv(h)) for conv in self.convs]
+        if self.num_branches == 1:
             return branches[0]
         if self.mode == 'cat':
-            if weights is not None:
+            if self.alphas is not None:
+                weights = self.alphas.softmax(-1)
                 branches = [b * weights[i] for i, b in enumerate(branches)]
             return interleave_channels(branches)
-        y = branches[0].mul_(weights[0])  # inference: the weighted mean in place
-        for i in range(1, n):
-            y = y.addcmul_(branches[i], weights[i])
-        return y
-
-    @torch.no_grad()
-    def fuse(self) -> None:
-        """Fold the stride-2 shortcut's BatchNorm into its conv (exact; inference only)."""
-        if isinstance(self.shortcut, nn.Sequential) and is_bn(self.shortcut.norm):
-            fold_bn_after_conv(self.shortcut.conv, self.shortcut.norm)
-            self.shortcut.norm = nn.Identity()
+        weights = self._sum_weights(h)
+        return sum(b * weights[i] for i, b in enumerate(branches))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fused_inference(x) and not self.training:
-            # SiLU as a oneDNN post-op, the residual added in place, the shortcut's BatchNorm folded
+        if fast_route(self, x):
+            return self.forward_fast(x)
+        y = self.proj(self.mix(self.norm(x)))
+        return self.shortcut(x) + self.drop_path(y) if self.skip else y
+
+    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` through the fast routes (:mod:`mmevo.models.layers.fast_path`)."""
+        if fused_inference(x):
+            # SiLU as a oneDNN post-op, the residual added in place, the shortcut's BN folded
             shortcut = None
             if self.skip:
                 shortcut = x if isinstance(self.shortcut, nn.Identity) else conv_bn_act(
                     self.shortcut.pool(x), self.shortcut.conv, self.shortcut.norm)
-            return conv_bn_act(self.mix(self.norm(x)), self.proj, residual=shortcut)
+            return conv_bn_act(self._mix_inference(self.norm(x)), self.proj, residual=shortcut)
         if self.depthwise and (self.mode == 'sum' or self.num_branches == 1):
             # norm + branches + mix + proj as one node that keeps only x when training
             y = dwconv_silu_mix(x, self.convs, self._sum_weights(x), self.proj, self.norm)
@@ -140,3 +135,27 @@ class MSRA(nn.Module):
         if not self.skip:
             return y
         return add_residual(self.shortcut(x), y, self.drop_path)
+
+    def _mix_inference(self, h: torch.Tensor) -> torch.Tensor:
+        """:meth:`mix` with SiLU as a oneDNN post-op and the weighted mean in place."""
+        branches = [conv_bn_act(h, conv, act='silu') for conv in self.convs]
+        if self.num_branches == 1:
+            return branches[0]
+        if self.mode == 'cat':
+            if self.alphas is not None:
+                weights = self.alphas.softmax(-1)
+                branches = [b.mul_(weights[i]) for i, b in enumerate(branches)]
+            return interleave_channels(branches)
+        weights = self._sum_weights(h)
+        y = branches[0].mul_(weights[0])
+        for i in range(1, self.num_branches):
+            y = y.addcmul_(branches[i], weights[i])
+        return y
+
+    @torch.no_grad()
+    def fuse(self) -> 'MSRA':
+        """Fold the stride-2 shortcut's BatchNorm into its conv (exact; inference only)."""
+        if isinstance(self.shortcut, nn.Sequential) and is_bn(self.shortcut.norm):
+            fold_bn_after_conv(self.shortcut.conv, self.shortcut.norm)
+            self.shortcut.norm = nn.Identity()
+        return self

@@ -1,0 +1,139 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+"""The model zoo as test data: one :class:`ZooEntry` per backbone family.
+
+The conformance matrix (``tests/test_zoo.py``), the bad-input suite and the config tests iterate
+over :data:`ZOO`; a new family adds its entry here (and nothing to those tests). Every backbone
+registered in mmevo's MODELS registry must have an entry (a test checks it).
+"""
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+Size = Tuple[int, int]
+
+
+@dataclass
+class BadInput:
+    """A constructor argument (or arch-dict value) that must be refused with a clear error.
+
+    Args:
+        kwargs (dict): Constructor keyword arguments; ``arch`` may be a callable of the parsed
+            settings of the entry's test arch returning a bad custom arch dict.
+        error (type): The exception type expected.
+        match (str): A regex the message must contain (the argument's name, the value...).
+    """
+    kwargs: Dict[str, Any]
+    error: type
+    match: str
+
+
+@dataclass
+class ZooEntry:
+    """What the conformance tests need to know about one backbone family.
+
+    Args:
+        backbone (str): Class name in ``mmevo.registry.MODELS``.
+        archs (tuple[str]): Canonical names of the published archs (no aliases).
+        narrow (callable): ``narrow(settings) -> dict``: a custom arch dict of the same structure
+            as the parsed ``settings`` (same ops, windows, modes) but few and narrow blocks,
+            so a big arch is checked in seconds.
+        full_width_archs (tuple[str]): Archs small enough to check as published on CI.
+        input_size (tuple): Native classification input (H, W).
+        odd_size (tuple): An odd, non-square input for the dense configuration.
+        dense_kwargs (dict): Constructor kwargs of the dense (detection / segmentation)
+            configuration, beside ``out_indices``.
+        odd_size_error (callable, optional): ``settings -> regex or None``: for archs that
+            cannot take ``odd_size`` by design, the error message expected instead.
+        default_kwargs (dict): Extra kwargs for every build in the tests.
+        bad_inputs (list[BadInput]): Family-specific arguments that must be refused.
+        convert_family (str): Name of the family's converter in the converter registry.
+        small_input (tuple): Input of the narrowed archs in the fast checks.
+        depth_key (str): The arch key holding the number of blocks (per stage, or an int).
+    """
+    backbone: str
+    archs: Tuple[str, ...]
+    narrow: Callable[[dict], dict]
+    full_width_archs: Tuple[str, ...] = ()
+    input_size: Size = (224, 224)
+    odd_size: Size = (199, 263)
+    dense_kwargs: Dict[str, Any] = field(default_factory=dict)
+    odd_size_error: Optional[Callable[[dict], Optional[str]]] = None
+    default_kwargs: Dict[str, Any] = field(default_factory=dict)
+    bad_inputs: List[BadInput] = field(default_factory=list)
+    convert_family: str = ''
+    small_input: Size = (64, 96)
+    depth_key: str = 'depths'
+
+    @property
+    def cls(self):
+        from mmevo.registry import MODELS
+        return MODELS.get(self.backbone)
+
+    def tiny(self, arch: str) -> dict:
+        """The narrowed custom arch of ``arch``."""
+        return self.narrow(self.cls.parse_arch(arch))
+
+    def build(self, arch, **kwargs):
+        """The backbone with ``arch`` (a name or dict) and ``kwargs`` over the defaults."""
+        return self.cls(arch=arch, **{**self.default_kwargs, **kwargs})
+
+
+def _narrow_eatformer(s: dict) -> dict:
+    width = [16, 32, 32, 64]
+    return dict(
+        depths=[1, 1, 2, 1],
+        embed_dims=width,
+        dim_heads=[8, 8, 8, 8],
+        op_names=s['op_names'],
+        down_mode=s['down_mode'],
+        dilations=s['dilations'],
+        window_sizes=s['window_sizes'],
+        global_window_periods=s['global_window_periods'],
+        mlp_ratio=2.)
+
+
+def _eatformer_odd_size_error(s: dict) -> Optional[str]:
+    return 'multiples of 32' if s['down_mode'] == 'patch' else None
+
+
+def _bad_eatformer_heads(s: dict) -> dict:
+    return dict(_narrow_eatformer(s), dim_heads=[8, 8, 5, 8])
+
+
+EATFORMER = ZooEntry(
+    backbone='EATFormer',
+    archs=('mobile', 'lite', 'tiny', 'mini', 'small', 'medium', 'base'),
+    narrow=_narrow_eatformer,
+    full_width_archs=('mobile', 'tiny'),
+    dense_kwargs=dict(window_size=14),
+    odd_size_error=_eatformer_odd_size_error,
+    convert_family='eatformer',
+    bad_inputs=[
+        BadInput(dict(arch=_bad_eatformer_heads), ValueError, r"dim_heads'\]\[2\]=5"),
+        BadInput(dict(sampler='cuda'), ValueError, r"sampler='cuda'.*one of"),
+        BadInput(dict(window_size=[7, 7, 7]), ValueError, r'window_sizes'),
+        BadInput(dict(drop_rate=1.0), ValueError, r'drop_rate=1.0'),
+    ])
+
+#: Every backbone family, by backbone class name.
+ZOO: Dict[str, ZooEntry] = {entry.backbone: entry for entry in (EATFORMER, )}
+
+
+def zoo_entry(backbone_type: str) -> ZooEntry:
+    """The entry of a backbone type as configs name it (``'mmevo.EATFormer'`` or
+    ``'EATFormer'``)."""
+    name = backbone_type.split('.')[-1]
+    if name not in ZOO:
+        raise KeyError(f'{name!r} has no entry in mmevo.testing.zoo.ZOO')
+    return ZOO[name]
+
+
+def shrink_backbone_cfg(backbone_cfg: dict) -> Sequence[int]:
+    """Replace an mmevo backbone config's arch by its narrowed version, in place (no
+    pretrained weights); return the channels of its outputs (what necks and heads receive)."""
+    entry = zoo_entry(backbone_cfg['type'])
+    default_arch = inspect.signature(entry.cls).parameters['arch'].default
+    backbone_cfg['arch'] = entry.tiny(backbone_cfg.get('arch', default_arch))
+    backbone_cfg['init_cfg'] = None
+    kwargs = {k: v for k, v in backbone_cfg.items() if k != 'type'}
+    return list(entry.cls(**kwargs).out_channels)
