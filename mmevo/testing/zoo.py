@@ -115,8 +115,36 @@ EATFORMER = ZooEntry(
         BadInput(dict(drop_rate=1.0), ValueError, r'drop_rate=1.0'),
     ])
 
+
+def _narrow_dwnet(s: dict) -> dict:
+    return dict(embed_dims=16, depths=[1, 1, 2, 1], window_size=s['window_size'],
+                inhomo_heads=[2, 4, 8, 16], mlp_ratio=2.)
+
+
+DWNET = ZooEntry(
+    backbone='DWNet',
+    archs=('tiny', 'base'),
+    narrow=_narrow_dwnet,
+    full_width_archs=('tiny', ),
+    # the dynamic model (per-sample kernels) through the matrix; the static one shares the rest
+    default_kwargs=dict(dynamic=True),
+    dense_kwargs=dict(pad_to_window=True, out_norm_cfg=dict(type='BN')),
+    convert_family='dwnet',
+    bad_inputs=[
+        BadInput(dict(arch=lambda s: dict(_narrow_dwnet(s), window_size=6)), ValueError,
+                 r"window_size'\]=6 is out of its domain: a positive odd int"),
+        BadInput(dict(arch=lambda s: dict(_narrow_dwnet(s), inhomo_heads=[3, 4, 8, 16]),
+                      inhomogeneous=True), ValueError, r"inhomo_heads'\]\[0\]=3 must divide"),
+        BadInput(dict(inhomogeneous=True, dynamic=False), ValueError, r'needs dynamic=True'),
+        BadInput(dict(arch=lambda s: dict(_narrow_dwnet(s), embed_dims=2)), ValueError,
+                 r"embed_dims'\] >= 4"),
+        BadInput(dict(pad_to_window='yes'), ValueError, r"pad_to_window='yes'"),
+        BadInput(dict(out_norm_cfg='BN'), ValueError, r"out_norm_cfg='BN'"),
+        BadInput(dict(drop_rate=1.0), ValueError, r'drop_rate=1.0'),
+    ])
+
 #: Every backbone family, by backbone class name.
-ZOO: Dict[str, ZooEntry] = {entry.backbone: entry for entry in (EATFORMER, )}
+ZOO: Dict[str, ZooEntry] = {entry.backbone: entry for entry in (EATFORMER, DWNET)}
 
 
 def zoo_entry(backbone_type: str) -> ZooEntry:

@@ -6,4 +6,5 @@ except ImportError:  # pragma: no cover - mmpretrain is optional for detection/s
     __all__ = []
 else:
     from .eatformer_head import EATFormerClsHead
-    __all__ = ['EATFormerClsHead']
+    from .groupmixformer_head import GroupMixFormerClsHead
+    __all__ = ['EATFormerClsHead', 'GroupMixFormerClsHead']

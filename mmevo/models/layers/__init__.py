@@ -7,6 +7,7 @@ one place, :mod:`.fast_path`, which also holds the global off switch (:func:`pla
 ``MMEVO_FAST_PATH=0``).
 """
 from .attention import dot_product_attention, num_heads_of
+from .conv_rel_pos import ConvRelPosEnc
 from .deform import (
                      DeformConv2d,
                      deform_conv2d,
@@ -18,6 +19,7 @@ from .depthwise import dwconv
 from .fast_path import fast_path_enabled, plain_ops, use_fast_path
 from .ffn import ConvFFN
 from .folding import fuse_modules
+from .group_mix_attention import GroupAggregator, GroupMixAttention, SeparableConv2d
 from .inference_conv import bn_conv_act, conv_bn_act
 from .lean_ops import act_conv, bn_conv
 from .norm import LayerNorm2d, build_norm
@@ -34,5 +36,6 @@ __all__ = [
     'mmcv_cuda_ops_available', 'mmcv_ops_available', 'modulated_deform_sample', 'dwconv',
     'fast_path_enabled', 'plain_ops', 'use_fast_path', 'ConvFFN', 'fuse_modules', 'bn_conv_act',
     'conv_bn_act', 'act_conv', 'bn_conv', 'LayerNorm2d', 'build_norm', 'add_residual',
-    'grid_window_heads', 'grid_window_layout', 'grid_window_merge_heads', 'grid_window_partition'
+    'grid_window_heads', 'grid_window_layout', 'grid_window_merge_heads', 'grid_window_partition',
+    'ConvRelPosEnc', 'GroupAggregator', 'GroupMixAttention', 'SeparableConv2d'
 ]

@@ -1,4 +1,6 @@
 # Copyright (c) mmevo contributors. All rights reserved.
+from typing import Optional
+
 import torch
 import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
@@ -21,7 +23,8 @@ class ConvFFN(nn.Module):
         mlp_ratio (float): Hidden channels are ``int(dim * mlp_ratio)``.
         drop (float): Dropout after the activation and after ``fc2``. Defaults to 0.
         drop_path (float): Stochastic depth rate. Defaults to 0.
-        layer_scale_init_value (float): Initial layer scale. Defaults to 1e-4.
+        layer_scale_init_value (float, optional): Initial layer scale; None: no layer scale
+            (``gamma`` is None). Defaults to 1e-4.
         norm_cfg (dict): Pre-norm. Defaults to BN with eps 1e-6.
     """
 
@@ -30,7 +33,7 @@ class ConvFFN(nn.Module):
                  mlp_ratio: float = 4.,
                  drop: float = 0.,
                  drop_path: float = 0.,
-                 layer_scale_init_value: float = 1e-4,
+                 layer_scale_init_value: Optional[float] = 1e-4,
                  norm_cfg: dict = dict(type='BN', eps=1e-6)):
         super().__init__()
         hidden = int(dim * mlp_ratio)
@@ -39,7 +42,8 @@ class ConvFFN(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Conv2d(hidden, dim, 1)
         self.drop = nn.Dropout(drop)
-        self.gamma = nn.Parameter(torch.full((dim, ), layer_scale_init_value))
+        self.gamma = None if layer_scale_init_value is None else nn.Parameter(
+            torch.full((dim, ), layer_scale_init_value))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

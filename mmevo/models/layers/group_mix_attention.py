@@ -1,0 +1,167 @@
+# Copyright (c) mmevo contributors. All rights reserved.
+"""Group-Mix Attention (GMA), from `Advancing Vision Transformers with Group-Mix Attention
+<https://arxiv.org/abs/2311.15157>`_ (GroupMixFormer).
+
+GMA lets attention relate groups of neighbouring tokens as well as single tokens. The query, key
+and value maps are each split into five channel segments; a *group aggregator* of kernel size
+``k`` (a depth-wise ``k x k`` plus point-wise convolution) turns a segment into group proxies
+(``k = 1``: the tokens themselves). Four segments (kernels 1, 3, 5, 7) form the attention
+branches; the fifth segments of q, k and v together form a non-attention local branch. All
+modules work on NCHW maps.
+"""
+from collections import OrderedDict
+from typing import Dict, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from .conv_rel_pos import DEFAULT_CRPE_WINDOW, ConvRelPosEnc
+from .depthwise import dwconv
+from .norm import LayerNorm2d, build_norm
+
+
+class SeparableConv2d(nn.Sequential):
+    """Depth-wise ``k x k`` then point-wise ``1 x 1`` convolution, both without bias.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int): Odd depth-wise kernel (padding ``k // 2``).
+        stride (int): Stride of the depth-wise convolution. Defaults to 1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__(
+            OrderedDict(
+                depthwise=nn.Conv2d(in_channels, in_channels, kernel_size, stride,
+                                    kernel_size // 2, groups=in_channels, bias=False),
+                pointwise=nn.Conv2d(in_channels, out_channels, 1, bias=False)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(dwconv(x, self.depthwise))
+
+
+class GroupAggregator(nn.Module):
+    """GMA's group aggregators on the stacked q, k, v maps.
+
+    The input holds q, k and v stacked on the batch axis, ``(3B, C, H, W)``, so that the q, k and
+    v maps of a segment go through the same aggregator *and the same BatchNorm in one batch*: in
+    training its statistics are those of q, k and v together, as in the official model. The
+    channels are split into 5 segments of ``C // 5``:
+
+    * segments 0-3 (attention branches): ``act(norm(aggregator_k(segment)))`` with
+      ``kernel_sizes`` (1: identity), concatenated to the ``(3B, 4C/5, H, W)`` group proxies;
+    * segment 4 of q, k and v concatenated on channels (local branch):
+      ``act(LN(SeparableConv(3C/5 -> C/5)))``, ``(B, C/5, H, W)``.
+
+    Args:
+        dim (int): Channels ``C`` of q (and of k, v); a multiple of 5.
+        kernel_sizes (Sequence[int]): Aggregator kernels of the 4 attention branches.
+            Defaults to ``(1, 3, 5, 7)``.
+        local_kernel_size (int): Aggregator kernel of the local branch. Defaults to 3.
+        norm_cfg (dict): Norm of the attention branches. Defaults to BN (eps 1e-5).
+    """
+
+    def __init__(self,
+                 dim: int,
+                 kernel_sizes: Sequence[int] = (1, 3, 5, 7),
+                 local_kernel_size: int = 3,
+                 norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        if dim % 5:
+            raise ValueError(f'GroupAggregator: dim={dim} must be a multiple of 5 (5 segments)')
+        self.seg_dim = s = dim // 5
+        self.aggregators = nn.ModuleList(
+            nn.Identity() if k == 1 else SeparableConv2d(s, s, k) for k in kernel_sizes)
+        self.norms = nn.ModuleList(build_norm(norm_cfg, s) for _ in kernel_sizes)
+        self.act = nn.Hardswish()
+        self.local_aggregator = SeparableConv2d(3 * s, s, local_kernel_size)
+        self.local_norm = LayerNorm2d(s, eps=1e-5)
+
+    def forward(self, qkv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``qkv``: ``(3B, C, H, W)``, q, k and v stacked on the batch axis.
+
+        Returns:
+            tuple: the group proxies ``(3B, 4C/5, H, W)`` and the local branch
+            ``(B, C/5, H, W)``.
+        """
+        *segments, local = qkv.split(self.seg_dim, dim=1)
+        proxies = torch.cat([
+            self.act(norm(aggregator(seg)))
+            for seg, aggregator, norm in zip(segments, self.aggregators, self.norms)
+        ], dim=1)
+        local = torch.cat(local.chunk(3, dim=0), dim=1)  # segment 4 of q | k | v
+        local = self.act(self.local_norm(self.local_aggregator(local)))
+        return proxies, local
+
+
+class GroupMixAttention(nn.Module):
+    """Group-Mix Attention on ``(B, C, H, W)`` maps.
+
+    ``qkv`` (a linear layer) gives q, k and v; :class:`GroupAggregator` turns each into group
+    proxies (``4C/5`` channels) and computes the local branch (``C/5``). The proxies attend in
+    ``num_heads`` heads with linear attention, ``q (softmax_N(k)^T v)`` (softmax over the tokens
+    on the keys only), plus the convolutional relative position encoding ``q * DWConv(v)``::
+
+        y = concat(scale * q (softmax_N(k)^T v) + q * DWConv(v), local)
+        out = proj(y)
+
+    ``scale`` is ``(C // num_heads) ** -0.5`` from the full ``C`` (integer division), as in the
+    official model, not from the ``4C/5`` attention channels.
+
+    Args:
+        dim (int): Channels ``C``; ``C // 5 * 4`` must be a multiple of ``num_heads``.
+        num_heads (int): Attention heads. Defaults to 8.
+        qkv_bias (bool): Bias of ``qkv``. Defaults to True.
+        qk_scale (float, optional): Overrides ``scale``.
+        proj_drop (float): Dropout after ``proj``. Defaults to 0.
+        crpe_window (dict): Kernel size -> heads of the relative position encoding (the counts
+            sum to ``num_heads``). Defaults to ``{3: 2, 5: 3, 7: 3}``.
+        norm_cfg (dict): Norm of the aggregators. Defaults to BN.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 num_heads: int = 8,
+                 qkv_bias: bool = True,
+                 qk_scale: float = None,
+                 proj_drop: float = 0.,
+                 crpe_window: Dict[int, int] = DEFAULT_CRPE_WINDOW,
+                 norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        attn_dim = dim // 5 * 4
+        if dim % 5 or attn_dim % num_heads:
+            raise ValueError(f'GroupMixAttention: dim={dim} must be a multiple of 5 whose '
+                             f'attention part dim // 5 * 4 = {attn_dim} is a multiple of '
+                             f'num_heads={num_heads}')
+        if sum(crpe_window.values()) != num_heads:
+            raise ValueError(f'GroupMixAttention: crpe_window={crpe_window!r} assigns '
+                             f'{sum(crpe_window.values())} heads, num_heads={num_heads}')
+        self.num_heads = num_heads
+        self.scale = qk_scale or (dim // num_heads)**-0.5
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.aggregator = GroupAggregator(dim, norm_cfg=norm_cfg)
+        self.crpe = ConvRelPosEnc(attn_dim // num_heads, crpe_window)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B = x.shape[0]
+        qkv = self.qkv(x.permute(0, 2, 3, 1))
+        # q, k, v stacked on the batch axis, as channels-last maps (3B, C, H, W)
+        qkv = rearrange(qkv, 'b h w (t c) -> (t b) h w c', t=3).permute(0, 3, 1, 2)
+        proxies, local = self.aggregator(qkv)
+        q, k, v = proxies.split(B, dim=0)
+        y = self.scale * self.linear_attention(q, k, v) + self.crpe(q, v)
+        y = torch.cat([y, local], dim=1).permute(0, 2, 3, 1)
+        return self.proj_drop(self.proj(y)).permute(0, 3, 1, 2)
+
+    def linear_attention(self, q: torch.Tensor, k: torch.Tensor,
+                         v: torch.Tensor) -> torch.Tensor:
+        """``q (softmax_N(k)^T v)`` per head on ``(B, heads * Ch, H, W)`` maps (no scale)."""
+        H = q.shape[2]
+        q, k, v = (rearrange(t, 'b (n c) h w -> b n (h w) c', n=self.num_heads)
+                   for t in (q, k, v))
+        context = k.softmax(dim=2).transpose(-2, -1) @ v  # (B, heads, Ch, Ch)
+        return rearrange(q @ context, 'b n (h w) c -> b (n c) h w', h=H)
