@@ -5,6 +5,7 @@ try:
 except ImportError:  # pragma: no cover - mmpretrain is optional for detection/segmentation
     __all__ = []
 else:
+    from .dwnet_head import DWNetClsHead
     from .eatformer_head import EATFormerClsHead
     from .groupmixformer_head import GroupMixFormerClsHead
-    __all__ = ['EATFormerClsHead', 'GroupMixFormerClsHead']
+    __all__ = ['DWNetClsHead', 'EATFormerClsHead', 'GroupMixFormerClsHead']

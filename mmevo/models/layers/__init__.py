@@ -16,6 +16,12 @@ from .deform import (
                      modulated_deform_sample,
 )
 from .depthwise import dwconv
+from .dynamic_conv import (
+                           DynamicDWConv2d,
+                           InhomogeneousDWConv2d,
+                           per_pixel_dwconv2d,
+                           per_sample_dwconv2d,
+)
 from .fast_path import fast_path_enabled, plain_ops, use_fast_path
 from .ffn import ConvFFN
 from .folding import fuse_modules
@@ -34,6 +40,7 @@ from .window import (
 __all__ = [
     'dot_product_attention', 'num_heads_of', 'DeformConv2d', 'deform_conv2d',
     'mmcv_cuda_ops_available', 'mmcv_ops_available', 'modulated_deform_sample', 'dwconv',
+    'DynamicDWConv2d', 'InhomogeneousDWConv2d', 'per_pixel_dwconv2d', 'per_sample_dwconv2d',
     'fast_path_enabled', 'plain_ops', 'use_fast_path', 'ConvFFN', 'fuse_modules', 'bn_conv_act',
     'conv_bn_act', 'act_conv', 'bn_conv', 'LayerNorm2d', 'build_norm', 'add_residual',
     'grid_window_heads', 'grid_window_layout', 'grid_window_merge_heads', 'grid_window_partition',
