@@ -116,6 +116,36 @@ EATFORMER = ZooEntry(
     ])
 
 
+def _narrow_groupmixformer(s: dict) -> dict:
+    # widths are multiples of 10 (5 segments, 8 heads on 4/5 of the channels)
+    return dict(embed_dims=[20, 30, 40, 60], depths=[1, 1, 2, 1], mlp_ratios=s['mlp_ratios'],
+                num_heads=s['num_heads'], crpe_window=s['crpe_window'])
+
+
+def _bad_groupmixformer_dims(s: dict) -> dict:
+    return dict(_narrow_groupmixformer(s), embed_dims=[20, 30, 45, 60])
+
+
+GROUPMIXFORMER = ZooEntry(
+    backbone='GroupMixFormer',
+    archs=('mobile', 'tiny', 'small', 'base', 'large'),
+    narrow=_narrow_groupmixformer,
+    full_width_archs=('mobile', ),
+    dense_kwargs=dict(pad_to_multiple=True, out_norm_cfg=dict(type='LN2d', eps=1e-6)),
+    convert_family='groupmixformer',
+    bad_inputs=[
+        BadInput(dict(arch=_bad_groupmixformer_dims), ValueError,
+                 r"embed_dims'\]\[2\]=45 must be a multiple of 5 whose attention part"),
+        BadInput(dict(arch=lambda s: dict(_narrow_groupmixformer(s), crpe_window={3: 4, 5: 3})),
+                 ValueError, r'assigns 7 heads.*num_heads\'\]=8'),
+        BadInput(dict(arch=lambda s: dict(_narrow_groupmixformer(s), crpe_window={4: 8})),
+                 ValueError, r'crpe_window.*odd kernel sizes'),
+        BadInput(dict(pad_to_multiple='yes'), ValueError, r"pad_to_multiple='yes'"),
+        BadInput(dict(out_norm_cfg='LN'), ValueError, r"out_norm_cfg='LN'"),
+        BadInput(dict(drop_rate=1.0), ValueError, r'drop_rate=1.0'),
+    ])
+
+
 def _narrow_dwnet(s: dict) -> dict:
     return dict(embed_dims=16, depths=[1, 1, 2, 1], window_size=s['window_size'],
                 inhomo_heads=[2, 4, 8, 16], mlp_ratio=2.)
@@ -144,7 +174,7 @@ DWNET = ZooEntry(
     ])
 
 #: Every backbone family, by backbone class name.
-ZOO: Dict[str, ZooEntry] = {entry.backbone: entry for entry in (EATFORMER, DWNET)}
+ZOO: Dict[str, ZooEntry] = {entry.backbone: entry for entry in (EATFORMER, DWNET, GROUPMIXFORMER)}
 
 
 def zoo_entry(backbone_type: str) -> ZooEntry:

@@ -16,7 +16,8 @@ import torch.nn as nn
 #: Converter modules imported on first use of the registry (one per family: a new family adds
 #: its module here).
 CONVERTER_MODULES = ('mmevo.utils.converters.eatformer',
-                     'mmevo.utils.converters.dwnet')
+                     'mmevo.utils.converters.dwnet',
+                     'mmevo.utils.converters.groupmixformer')
 
 
 @dataclass
