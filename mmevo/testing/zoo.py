@@ -173,8 +173,42 @@ DWNET = ZooEntry(
         BadInput(dict(drop_rate=1.0), ValueError, r'drop_rate=1.0'),
     ])
 
+
+def _narrow_eat(s: dict) -> dict:
+    return dict(embed_dims=32, depth=3, num_heads=4, mlp_ratio=2., local_ratio=s['local_ratio'],
+                local_kernel_size=s['local_kernel_size'], patch_size=s['patch_size'])
+
+
+EAT = ZooEntry(
+    backbone='EAT',
+    archs=('tiny', 'small', 'medium', 'base'),
+    narrow=_narrow_eat,
+    full_width_archs=('tiny', ),
+    # every block is a stage; dense mode pads to the 16x16 patches (the pyramid has its tests)
+    dense_kwargs=dict(dense=True),
+    convert_family='eat',
+    depth_key='depth',
+    bad_inputs=[
+        BadInput(dict(img_size=200), ValueError, r'img_size=200 must be made of multiples of '
+                 r'patch_size=16'),
+        BadInput(dict(arch=lambda s: dict(_narrow_eat(s), num_heads=3)), ValueError,
+                 r"embed_dims'\]=32 must be a multiple of arch\['num_heads'\]=3"),
+        BadInput(dict(arch=lambda s: dict(_narrow_eat(s), num_heads=9, embed_dims=36)),
+                 ValueError, r"18 global channels must be a multiple of .* 4 heads"),
+        BadInput(dict(arch=lambda s: dict(_narrow_eat(s), local_kernel_size=4)), ValueError,
+                 r"local_kernel_size'\]=4 must be odd"),
+        BadInput(dict(arch=lambda s: dict(_narrow_eat(s), local_ratio=1.0)), ValueError,
+                 r"local_ratio'\]=1.0 is out of its domain"),
+        BadInput(dict(pyramid=True, out_indices=(0, 1)), ValueError,
+                 r'out_indices needs 1 or 4 entries'),
+        BadInput(dict(dense='yes'), ValueError, r"dense='yes'"),
+        BadInput(dict(drop_rate=1.0), ValueError, r'drop_rate=1.0'),
+    ])
+
+
 #: Every backbone family, by backbone class name.
-ZOO: Dict[str, ZooEntry] = {entry.backbone: entry for entry in (EATFORMER, DWNET, GROUPMIXFORMER)}
+ZOO: Dict[str, ZooEntry] = {
+    entry.backbone: entry for entry in (EATFORMER, DWNET, EAT, GROUPMIXFORMER)}
 
 
 def zoo_entry(backbone_type: str) -> ZooEntry:

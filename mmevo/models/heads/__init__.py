@@ -5,7 +5,8 @@ try:
 except ImportError:  # pragma: no cover - mmpretrain is optional for detection/segmentation
     __all__ = []
 else:
+    from .class_attention_head import ClassAttentionHead
     from .dwnet_head import DWNetClsHead
     from .eatformer_head import EATFormerClsHead
     from .groupmixformer_head import GroupMixFormerClsHead
-    __all__ = ['DWNetClsHead', 'EATFormerClsHead', 'GroupMixFormerClsHead']
+    __all__ = ['ClassAttentionHead', 'DWNetClsHead', 'EATFormerClsHead', 'GroupMixFormerClsHead']

@@ -28,8 +28,11 @@ from .folding import fuse_modules
 from .group_mix_attention import GroupAggregator, GroupMixAttention, SeparableConv2d
 from .inference_conv import bn_conv_act, conv_bn_act
 from .lean_ops import act_conv, bn_conv
+from .mlp import Mlp
 from .norm import LayerNorm2d, build_norm
 from .residual import add_residual
+from .simple_pyramid import SimplePyramid
+from .token_attention import CrossAttention, SelfAttention
 from .window import (
                      grid_window_heads,
                      grid_window_layout,
@@ -44,5 +47,6 @@ __all__ = [
     'fast_path_enabled', 'plain_ops', 'use_fast_path', 'ConvFFN', 'fuse_modules', 'bn_conv_act',
     'conv_bn_act', 'act_conv', 'bn_conv', 'LayerNorm2d', 'build_norm', 'add_residual',
     'grid_window_heads', 'grid_window_layout', 'grid_window_merge_heads', 'grid_window_partition',
-    'ConvRelPosEnc', 'GroupAggregator', 'GroupMixAttention', 'SeparableConv2d'
+    'ConvRelPosEnc', 'GroupAggregator', 'GroupMixAttention', 'SeparableConv2d',
+    'Mlp', 'SimplePyramid', 'CrossAttention', 'SelfAttention'
 ]

@@ -17,6 +17,7 @@ import torch.nn as nn
 #: its module here).
 CONVERTER_MODULES = ('mmevo.utils.converters.eatformer',
                      'mmevo.utils.converters.dwnet',
+                     'mmevo.utils.converters.eat',
                      'mmevo.utils.converters.groupmixformer')
 
 
