@@ -1,5 +1,6 @@
 # Copyright (c) mmevo contributors. All rights reserved.
 import math
+from collections import OrderedDict
 from typing import Sequence, Tuple
 
 import torch
@@ -46,8 +47,11 @@ class SimplePyramid(nn.Module):
         c = in_channels
         self.levels = nn.ModuleList([
             nn.Sequential(
-                nn.ConvTranspose2d(c, c // 2, 2, 2), build_norm(norm_cfg, c // 2), nn.GELU(),
-                nn.ConvTranspose2d(c // 2, c // 4, 2, 2)),
+                OrderedDict(
+                    up1=nn.ConvTranspose2d(c, c // 2, 2, 2),
+                    norm=build_norm(norm_cfg, c // 2),
+                    act=nn.GELU(),
+                    up2=nn.ConvTranspose2d(c // 2, c // 4, 2, 2))),
             nn.ConvTranspose2d(c, c // 2, 2, 2),
             nn.Identity(),
             nn.MaxPool2d(2, 2, ceil_mode=True),

@@ -1,0 +1,4 @@
+# EAT-Base at 384x384: the same as eat-tiny_8xb128_in1k-384px.py but for the arch.
+_base_ = './eat-tiny_8xb128_in1k-384px.py'
+
+model = dict(backbone=dict(arch='base'), head=dict(in_channels=768, num_heads=12))
