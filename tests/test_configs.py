@@ -67,7 +67,8 @@ def _replace_syncbn(obj):
 
 
 def _narrow_two_stage(model: ConfigDict, width: int) -> None:
-    """Narrow an FPN two-stage detector (Mask R-CNN) and sample fewer RoIs.
+    """Narrow an FPN two-stage detector (Mask R-CNN, Cascade Mask R-CNN) and sample fewer
+    RoIs.
 
     The one step checks the wiring; 256-channel heads on 512 RoIs spend ~15 s in mmcv's CPU
     RoIAlign backward alone.
@@ -80,16 +81,20 @@ def _narrow_two_stage(model: ConfigDict, width: int) -> None:
     for name in ('bbox_roi_extractor', 'mask_roi_extractor'):
         if roi.get(name):
             roi[name].out_channels = width
-    if roi.get('bbox_head'):
-        roi.bbox_head.in_channels = width
-        if 'fc_out_channels' in roi.bbox_head:
-            roi.bbox_head.fc_out_channels = 2 * width
+    bbox_heads = roi.get('bbox_head') or []
+    for head in bbox_heads if isinstance(bbox_heads, list) else [bbox_heads]:
+        head.in_channels = width
+        if 'fc_out_channels' in head:
+            head.fc_out_channels = 2 * width
+        if 'conv_out_channels' in head:
+            head.conv_out_channels = width
     if roi.get('mask_head'):
         roi.mask_head.in_channels = width
         roi.mask_head.conv_out_channels = width
-    rcnn = model.get('train_cfg', {}).get('rcnn')
-    if rcnn and rcnn.get('sampler'):
-        rcnn.sampler.num = 64
+    rcnn = model.get('train_cfg', {}).get('rcnn') or []
+    for stage in rcnn if isinstance(rcnn, list) else [rcnn]:
+        if stage.get('sampler'):
+            stage.sampler.num = 64
 
 
 def _shrink(model: ConfigDict) -> None:
@@ -169,7 +174,8 @@ def _inputs(scope: str, num_classes: int):
 
 def _num_classes(model: ConfigDict, scope: str) -> int:
     if scope == 'mmdet':
-        return model.roi_head.bbox_head.num_classes
+        head = model.roi_head.bbox_head  # a list for Cascade R-CNN
+        return (head[0] if isinstance(head, list) else head).num_classes
     if scope == 'mmseg':
         return model.decode_head.num_classes
     return model.head.num_classes
@@ -213,6 +219,21 @@ PUBLISHED_SIZES = [
     ('upernet/eatformer_t_upernet_8xb4-160k_ade20k-512x512.py', 34),
     ('upernet/eatformer_s_upernet_8xb4-160k_ade20k-512x512.py', 53),
     ('upernet/eatformer_b_upernet_8xb4-160k_ade20k-512x512.py', 79),
+]
+
+
+# Published sizes (DWNet README): Cascade Mask R-CNN (4conv1fc GIoU heads) 82M / 132M and dynamic
+# 108M / 219M; UperNet 56M / 108M and dynamic 83M / 195M (measured: 81.52 / 131.55, 108.47 /
+# 218.81, 55.83 / 107.85, 82.78 / 195.11).
+PUBLISHED_SIZES += [
+    ('cascade_mask_rcnn/dwnet_t_3x.py', 82),
+    ('cascade_mask_rcnn/dwnet_b_3x.py', 132),
+    ('cascade_mask_rcnn/dwnet_dynamic_t_3x.py', 108),
+    ('cascade_mask_rcnn/dwnet_dynamic_b_3x.py', 219),
+    ('upernet/dwnet_t_upernet_8xb2-160k_ade20k-512x512.py', 56),
+    ('upernet/dwnet_b_upernet_8xb2-160k_ade20k-512x512.py', 108),
+    ('upernet/dwnet_dynamic_t_upernet_8xb2-160k_ade20k-512x512.py', 83),
+    ('upernet/dwnet_dynamic_b_upernet_8xb2-160k_ade20k-512x512.py', 195),
 ]
 
 
