@@ -225,7 +225,8 @@ def _with_depth(entry, value):
 def _generic_bad_args(entry):
     return [
         (dict(arch='huge'), ValueError, r"'huge' is not in default archs"),
-        (dict(arch='tinny'), ValueError, r'Did you mean'),
+        # a typo of a published name (its last letter doubled) gets a suggestion
+        (dict(arch=entry.archs[0] + entry.archs[0][-1]), ValueError, r'Did you mean'),
         (dict(arch=3), TypeError, r'arch must be a str'),
         (dict(arch=lambda s: {}), ValueError, r'missing'),
         (dict(arch=lambda s: dict(entry.narrow(s), depht=1)), ValueError, r"unknown arch keys"),

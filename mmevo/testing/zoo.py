@@ -209,9 +209,38 @@ EAT = ZooEntry(
     ])
 
 
+def _narrow_edgeformer(s: dict) -> dict:
+    return dict(stem_channels=8, stem_kernel_size=s['stem_kernel_size'], mv2_channels=[8, 16],
+                mv2_depths=[1, 1], channels=[16, 24, 32], gcc_channels=[16, 16, 32],
+                ffn_channels=[16, 24, 32], depths=[1, 1, 2],
+                meta_kernel_sizes=s['meta_kernel_sizes'], fusion=s['fusion'])
+
+
+EDGEFORMER = ZooEntry(
+    backbone='EdgeFormer',
+    archs=('xs', 's', 'h'),
+    narrow=_narrow_edgeformer,
+    full_width_archs=('xs', ),
+    input_size=(256, 256),
+    # kernels and position embeddings resized per axis (the official code needs squares)
+    convert_family='edgeformer',
+    bad_inputs=[
+        BadInput(dict(arch=lambda s: dict(_narrow_edgeformer(s), gcc_channels=[16, 17, 32])),
+                 ValueError, r"gcc_channels'\]=\[16, 17, 32\] is out of its domain"),
+        BadInput(dict(arch=lambda s: dict(_narrow_edgeformer(s), gcc_channels=[8, 16, 32])),
+                 ValueError, r'an even int >= 16'),
+        BadInput(dict(arch=lambda s: dict(_narrow_edgeformer(s), fusion='mul')), ValueError,
+                 r"fusion'\]='mul' is out of its domain: one of 'concat', 'add'"),
+        BadInput(dict(arch=lambda s: dict(_narrow_edgeformer(s), stem_kernel_size=4)),
+                 ValueError, r"stem_kernel_size'\]=4"),
+        BadInput(dict(output_stride=4), ValueError, r'output_stride=4 .* one of 8, 16, 32'),
+        BadInput(dict(drop_rate=1.0), ValueError, r'drop_rate=1.0'),
+    ])
+
+
 #: Every backbone family, by backbone class name.
 ZOO: Dict[str, ZooEntry] = {
-    entry.backbone: entry for entry in (EATFORMER, DWNET, EAT, GROUPMIXFORMER)}
+    entry.backbone: entry for entry in (EATFORMER, DWNET, EAT, GROUPMIXFORMER, EDGEFORMER)}
 
 
 def zoo_entry(backbone_type: str) -> ZooEntry:

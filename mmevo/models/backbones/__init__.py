@@ -3,8 +3,10 @@ from .base_backbone import StagedBackbone
 from .dwnet import DWNet
 from .eat import EAT
 from .eatformer import EATBlock, EATFormer
+from .edgeformer import EdgeFormer
 from .groupmixformer import GMABlock, GroupMixFormer
 
 __all__ = [
-    'StagedBackbone', 'DWNet', 'EAT', 'EATBlock', 'EATFormer', 'GMABlock', 'GroupMixFormer'
+    'StagedBackbone', 'DWNet', 'EAT', 'EATBlock', 'EATFormer', 'EdgeFormer', 'GMABlock',
+    'GroupMixFormer'
 ]

@@ -8,5 +8,7 @@ else:
     from .class_attention_head import ClassAttentionHead
     from .dwnet_head import DWNetClsHead
     from .eatformer_head import EATFormerClsHead
+    from .edgeformer_head import EdgeFormerClsHead
     from .groupmixformer_head import GroupMixFormerClsHead
-    __all__ = ['ClassAttentionHead', 'DWNetClsHead', 'EATFormerClsHead', 'GroupMixFormerClsHead']
+    __all__ = ['ClassAttentionHead', 'DWNetClsHead', 'EATFormerClsHead', 'EdgeFormerClsHead',
+               'GroupMixFormerClsHead']

@@ -25,6 +25,13 @@ from .dynamic_conv import (
 from .fast_path import fast_path_enabled, plain_ops, use_fast_path
 from .ffn import ConvFFN
 from .folding import fuse_modules
+from .gcc import (
+                  AxialPositionEmbedding,
+                  ChannelAttention,
+                  GCCBlock,
+                  GlobalCircularConv,
+                  circular_conv,
+)
 from .group_mix_attention import GroupAggregator, GroupMixAttention, SeparableConv2d
 from .inference_conv import bn_conv_act, conv_bn_act
 from .lean_ops import act_conv, bn_conv
@@ -47,6 +54,7 @@ __all__ = [
     'fast_path_enabled', 'plain_ops', 'use_fast_path', 'ConvFFN', 'fuse_modules', 'bn_conv_act',
     'conv_bn_act', 'act_conv', 'bn_conv', 'LayerNorm2d', 'build_norm', 'add_residual',
     'grid_window_heads', 'grid_window_layout', 'grid_window_merge_heads', 'grid_window_partition',
-    'ConvRelPosEnc', 'GroupAggregator', 'GroupMixAttention', 'SeparableConv2d',
+    'AxialPositionEmbedding', 'ChannelAttention', 'GCCBlock', 'GlobalCircularConv',
+    'circular_conv', 'ConvRelPosEnc', 'GroupAggregator', 'GroupMixAttention', 'SeparableConv2d',
     'Mlp', 'SimplePyramid', 'CrossAttention', 'SelfAttention'
 ]

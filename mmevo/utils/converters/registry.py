@@ -18,7 +18,8 @@ import torch.nn as nn
 CONVERTER_MODULES = ('mmevo.utils.converters.eatformer',
                      'mmevo.utils.converters.dwnet',
                      'mmevo.utils.converters.eat',
-                     'mmevo.utils.converters.groupmixformer')
+                     'mmevo.utils.converters.groupmixformer',
+                     'mmevo.utils.converters.edgeformer')
 
 
 @dataclass
