@@ -141,7 +141,8 @@ def official_kwargs_to_mmevo(official: Mapping) -> dict:
 
 def build_official(official: Mapping, **backbone_overrides) -> nn.Module:
     """The mmevo port of an official DWNet (parity fixture or manifest entry)."""
-    from mmevo.models import DWNet, DWNetClsHead
+    from mmevo.models.backbones import DWNet
+    from mmevo.models.heads import DWNetClsHead
     from mmevo.testing import ClassifierUnderTest
     cfg = official_kwargs_to_mmevo(official)
     head = DWNetClsHead(**cfg['head']) if cfg['head'] else None
