@@ -440,9 +440,7 @@ class EAT(StagedBackbone):
                                  f'{self.pos_grid}')
             state_dict[key] = resize_pos_embed(pos, (side, side), self.pos_grid)
         dense_keys = self.dense_only_keys()
-        own_keys = [k for k in self.state_dict() if k not in dense_keys]
-        if (dense_keys and not any(prefix + k in state_dict for k in dense_keys)
-                and all(prefix + k in state_dict for k in own_keys)):
+        if dense_keys and not any(prefix + k in state_dict for k in dense_keys):
             own = self.state_dict()
             for k in dense_keys:
                 state_dict[prefix + k] = own[k]
