@@ -238,9 +238,30 @@ EDGEFORMER = ZooEntry(
     ])
 
 
+def _narrow_gcc_convnext(s: dict) -> dict:
+    return dict(channels=[8, 16, 16, 32], depths=[1, 1, 2, 2], gcc_start=[1, 1, 1, 1],
+                gcc_kernel_sizes=s['gcc_kernel_sizes'])
+
+
+GCC_CONVNEXT = ZooEntry(
+    backbone='GCCConvNeXt',
+    archs=('xt', ),
+    narrow=_narrow_gcc_convnext,
+    full_width_archs=('xt', ),
+    # ParC kernels resized per axis away from 224 (the official code takes 224-class inputs)
+    bad_inputs=[
+        BadInput(dict(arch=lambda s: dict(_narrow_gcc_convnext(s), gcc_start=[0, 0, -1, 0])),
+                 ValueError, r"gcc_start'\]=\[0, 0, -1, 0\] is out of its domain"),
+        BadInput(dict(out_norms=False, gap_before_final_norm=True), ValueError,
+                 r'gap_before_final_norm=True needs out_norms=True'),
+        BadInput(dict(resize_kernels='no'), ValueError, r"resize_kernels='no'"),
+    ])
+
+
 #: Every backbone family, by backbone class name.
 ZOO: Dict[str, ZooEntry] = {
-    entry.backbone: entry for entry in (EATFORMER, DWNET, EAT, GROUPMIXFORMER, EDGEFORMER)}
+    entry.backbone: entry for entry in (EATFORMER, DWNET, EAT, GROUPMIXFORMER, EDGEFORMER,
+                                             GCC_CONVNEXT)}
 
 
 def zoo_entry(backbone_type: str) -> ZooEntry:

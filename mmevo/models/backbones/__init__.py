@@ -4,9 +4,10 @@ from .dwnet import DWNet
 from .eat import EAT
 from .eatformer import EATBlock, EATFormer
 from .edgeformer import EdgeFormer
+from .gcc_convnext import GCCConvNeXt
 from .groupmixformer import GMABlock, GroupMixFormer
 
 __all__ = [
-    'StagedBackbone', 'DWNet', 'EAT', 'EATBlock', 'EATFormer', 'EdgeFormer', 'GMABlock',
-    'GroupMixFormer'
+    'StagedBackbone', 'DWNet', 'EAT', 'EATBlock', 'EATFormer', 'EdgeFormer', 'GCCConvNeXt',
+    'GMABlock', 'GroupMixFormer'
 ]

@@ -19,7 +19,8 @@ CONVERTER_MODULES = ('mmevo.utils.converters.eatformer',
                      'mmevo.utils.converters.dwnet',
                      'mmevo.utils.converters.eat',
                      'mmevo.utils.converters.groupmixformer',
-                     'mmevo.utils.converters.edgeformer')
+                     'mmevo.utils.converters.edgeformer',
+                     'mmevo.utils.converters.gcc_convnext')
 
 
 @dataclass
