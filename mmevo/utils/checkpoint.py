@@ -16,6 +16,8 @@ unpickling would call anything else (``os.system``, ``eval``, ...) is refused wi
 import os
 import os.path as osp
 import pickle
+import re
+import sys
 from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
@@ -113,45 +115,71 @@ def numpy_dtype_classes() -> List[type]:
 
 
 def _reason(err: BaseException) -> str:
-    """The part of torch's long message that names the refused object."""
-    boilerplate = ('Weights only load failed', 'Please file an issue', 'Check the documentation')
+    """The part of torch's long weights-only message that names the refused object."""
+    match = re.search(r'GLOBAL ([\w.]+)', str(err))
+    if match:
+        return f'the pickle names {match.group(1)}'
+    boilerplate = ('Weights only load failed', 'Please file an issue', 'Check the documentation',
+                   'In PyTorch 2.6', '(1)', '(2)')
     lines = [line.strip() for line in str(err).splitlines()]
     lines = [line for line in lines if line and not line.startswith(boilerplate)]
     reason = ' '.join(lines).replace('WeightsUnpickler error:', '').strip()
     return reason or repr(err)
 
 
-#: What torch's weights-only unpickler says when a pickle names a global it refuses.
-_GLOBAL_REFUSALS = ('Unsupported global', 'GLOBAL ', 'global ', 'allowed global')
+def _names_a_real_global(err: BaseException) -> bool:
+    """Whether the global a refused pickle names exists: a refusal of a real object (unsafe)
+    rather than a name cut short by a truncated file. Only modules already imported are looked
+    at: nothing is imported on behalf of the file."""
+    match = re.search(r'GLOBAL ([\w.]+)', str(err))
+    if match is None:
+        return 'Unsupported global' in str(err)
+    parts = match.group(1).split('.')
+    for i in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get('.'.join(parts[:i]))
+        if module is None:
+            continue
+        obj = module
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return True  # a module not imported here: refuse it as unsafe, do not import it
+
+
+#: The first bytes of the two formats torch.save writes.
+_ZIP_MAGIC, _PICKLE_MAGIC = b'PK\x03\x04', b'\x80'
 
 
 def _not_a_checkpoint(source: str, why: str) -> CheckpointError:
-    return CheckpointError(f'{source!r} is not a PyTorch checkpoint ({why}). Is it the right '
+    return CheckpointError(f'{source!r} is not a PyTorch checkpoint: {why}. Is it the right '
                            f'file, completely downloaded / copied?')
 
 
 @contextmanager
-def _classify_load_errors(source: str) -> Iterator[None]:
+def _classify_load_errors(source: str, head: bytes = _ZIP_MAGIC) -> Iterator[None]:
     """Turn torch.load's errors into: unsafe (a refused global, named) or not a checkpoint
-    (empty, truncated, corrupt)."""
+    (truncated, damaged). ``head``: the file's first bytes."""
+    kind = 'zip archive (the torch.save format)' if head.startswith(_ZIP_MAGIC) else \
+        'pickle (the legacy torch.save format)'
     try:
         yield
     except pickle.UnpicklingError as err:
-        reason = _reason(err)
-        if 'Weights only load failed' in str(err) and any(r in reason
-                                                         for r in _GLOBAL_REFUSALS):
+        if 'Weights only load failed' in str(err) and _names_a_real_global(err):
             raise UnsafeCheckpointError(
                 f'Refusing to load checkpoint {source!r}: it references an object outside the '
                 'allow-list of MMEngine checkpoints (tensors, containers, numpy arrays, '
-                'HistoryBuffer), so unpickling it could run code. Nothing from it was run. '
-                f'torch says: {reason}') from None
-        raise _not_a_checkpoint(source, f'corrupt data: {reason}') from None
-    except EOFError:
-        raise _not_a_checkpoint(source, 'the file ends early: truncated') from None
-    except (RuntimeError, ValueError, OSError, KeyError, IndexError, AttributeError) as err:
+                'HistoryBuffer), so unpickling it could run code. Nothing from it was run '
+                f'({_reason(err)}).') from None
+        raise _not_a_checkpoint(source, f'a damaged or truncated {kind} ({_reason(err)})') \
+            from None
+    except (EOFError, RuntimeError, ValueError, OSError, KeyError, IndexError,
+            AttributeError) as err:
         if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
             raise
-        raise _not_a_checkpoint(source, f'corrupt or truncated: {err}') from None
+        raise _not_a_checkpoint(source, f'a damaged or truncated {kind} '
+                                f'({type(err).__name__}: {err})') from None
 
 
 def load_checkpoint_file(filename: str, map_location=None) -> Any:
@@ -174,9 +202,14 @@ def load_checkpoint_file(filename: str, map_location=None) -> Any:
         raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
     if osp.isdir(path):
         raise CheckpointError(f'checkpoint {filename!r} is a directory, not a file')
-    if osp.getsize(path) == 0:
-        raise _not_a_checkpoint(filename, 'the file is empty, 0 bytes')
-    with _classify_load_errors(filename):
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if not head:
+        raise _not_a_checkpoint(filename, 'the file is empty (0 bytes)')
+    if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        raise _not_a_checkpoint(filename, f'it is neither a zip archive (the torch.save format) '
+                                f'nor a pickle (it starts with bytes {head.hex(" ")})')
+    with _classify_load_errors(filename, head):
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
