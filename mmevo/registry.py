@@ -63,7 +63,10 @@ class MMEvoRegistry(Registry):
 
 #: Backbones, necks and heads.
 MODELS = MMEvoRegistry(
-    'model', parent=MMENGINE_MODELS, scope='mmevo', locations=['mmevo.models'])
+    'model',
+    parent=MMENGINE_MODELS,
+    scope='mmevo',
+    locations=['mmevo.models.backbones', 'mmevo.models.heads'])
 #: Model wrappers (the CPU-capable distributed wrapper).
 MODEL_WRAPPERS = MMEvoRegistry(
     'model_wrapper',
