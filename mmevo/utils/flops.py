@@ -26,6 +26,12 @@ Two totals are reported:
 
 Element-wise ops (activations, additions, softmax, pooling other than adaptive average pooling)
 count zero, as in fvcore; BatchNorm in eval mode counts 2 per element (fvcore).
+
+A third convention is ml-cvnets' module profiler (:func:`cvnets_profiler_macs`), which produced the
+published EdgeFormer / ParC-Net "MAdds" (1.74 G for EdgeFormer-S at 256x256): convolutions and
+linear layers with their bias additions, nothing for BatchNorm, activations and pooling, and the
+GCC block by the official analytic formula, whose channel attention is counted at every pixel on
+the FFN width (it runs once per image on the block width).
 """
 import math
 from collections import Counter
@@ -207,6 +213,84 @@ def analyze_flops(model: nn.Module,
 # --------------------------------------------------------------------------------------------
 # Models from configs
 # --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# ml-cvnets' profiler convention (EdgeFormer / ParC-Net papers)
+# --------------------------------------------------------------------------------------------
+
+
+def _conv_madds(m: nn.Conv2d, x: torch.Tensor, y: torch.Tensor) -> int:
+    out = y[0, 0].numel()
+    macs = math.prod(m.kernel_size) * m.in_channels * m.out_channels * out // m.groups
+    bias = m.out_channels * out if m.bias is not None else 0
+    return y.shape[0] * (macs + bias)
+
+
+def _linear_madds(m: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> int:
+    rows = x.numel() // m.in_features
+    return rows * (m.in_features * m.out_features + (m.out_features if m.bias is not None else 0))
+
+
+def _gcc_block_madds(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    # ml-cvnets ``outer_frame_v1.profile_module``: the four circular convolutions (both halves,
+    # one kernel as long as each axis), the FFN with its bias additions, and the channel
+    # attention counted per pixel with the FFN width as if it were a 1x1 convolution pair
+    n, c, h, w = x.shape
+    f = m.ffn_channels
+    spatial = c * h * w * (h + w)
+    if m.gcc_1_h.bias is not None:
+        spatial += 2 * c * h * w
+    ffn = (2 * c * f + c + f) * h * w
+    attention = 2 * f * (f // 16) * h * w
+    return n * (spatial + ffn + attention)
+
+
+def cvnets_rules() -> Dict[type, Any]:
+    """Module type -> ``count(module, input, output)`` of the ml-cvnets convention; a module with
+    a rule is counted whole (its sub-modules are not visited)."""
+    from mmevo.models.layers.gcc import GCCBlock
+    return {nn.Conv2d: _conv_madds, nn.Linear: _linear_madds, GCCBlock: _gcc_block_madds}
+
+
+def cvnets_profiler_macs(model: nn.Module, inputs: Union[torch.Tensor, Tuple]) -> int:
+    """Multiply-adds of one forward as ml-cvnets' ``profile_model`` counts them.
+
+    The convention of the published EdgeFormer / ParC-Net numbers: ``k_h * k_w * C_in * C_out *
+    H_out * W_out / groups`` per convolution plus one addition per output for a bias, ``in * out
+    (+ out)`` per row of a linear layer, zero for BatchNorm, activations, pooling, position
+    embeddings and kernel resizing, and a GCC block by the official formula (see the module
+    docstring). The model runs once with mmevo's plain ops (fused kernels would bypass the
+    module hooks).
+
+    Args:
+        model (nn.Module): Any model; modules are matched by :func:`cvnets_rules`.
+        inputs (Tensor | tuple[Tensor]): Positional inputs of ``model.forward``.
+    """
+    from mmevo.models.layers import plain_ops
+    rules = cvnets_rules()
+    counted: Dict[int, int] = {}
+    inside = set()
+    for parent in model.modules():
+        if any(isinstance(parent, t) for t in rules) and parent is not model:
+            inside.update(id(m) for m in parent.modules() if m is not parent)
+
+    def hook(module, args, output):
+        if id(module) in inside or not args or not torch.is_tensor(args[0]):
+            return
+        for cls, rule in rules.items():
+            if isinstance(module, cls):
+                counted[id(module)] = counted.get(id(module), 0) + rule(module, args[0], output)
+                return
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad(), plain_ops():
+            model(*(inputs if isinstance(inputs, tuple) else (inputs, )))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return int(sum(counted.values()))
 
 
 def build_model_from_cfg(cfg, backbone_only: bool = False) -> nn.Module:

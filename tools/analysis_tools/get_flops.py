@@ -8,19 +8,30 @@ No dataset is needed: the input is synthetic. Works for mmpretrain, mmdet and mm
     python tools/analysis_tools/get_flops.py configs/mask_rcnn/eatformer_t_1x.py --backbone-only
     python tools/analysis_tools/get_flops.py configs/eatformer/eatformer-base_8xb128_in1k.py \\
         --cfg-options model.backbone.window_size="[7,7,14,7]"   # README's Base (global stage 3)
+    python tools/analysis_tools/get_flops.py configs/edgeformer/edgeformer-s_8xb128_in1k-256px.py \\
+        --shape 256 --convention ml-cvnets   # EdgeFormer's published 1.74 G MAdds
 
 Two figures are printed: all multiply-adds (fvcore's convention, attention matrix products and
 ``grid_sample`` included: the published classification numbers), and the figure without attention
 matrix products and sampling (mmcv's module-hook convention: the published detection and
-segmentation numbers). See ``mmevo/utils/flops.py``.
+segmentation numbers). ``--convention ml-cvnets`` adds the count of ml-cvnets' module profiler,
+the convention of the published EdgeFormer / ParC-Net MAdds (no BatchNorm, the GCC block's
+channel attention counted per pixel). See ``mmevo/utils/flops.py``.
 """
 import argparse
 import json
 
+import torch
 from mmengine.config import Config, DictAction
 
 import mmevo  # noqa: F401  (mmevo:: bases and safe loading, before any config is parsed)
-from mmevo.utils.flops import ATTENTION_KEY, default_input_shape, format_count, get_model_complexity
+from mmevo.utils.flops import (
+    ATTENTION_KEY,
+    cvnets_profiler_macs,
+    default_input_shape,
+    format_count,
+    get_model_complexity,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,6 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0,
         metavar='DEPTH',
         help='also print a per-module table down to this depth')
+    parser.add_argument(
+        '--convention',
+        choices=('fvcore', 'ml-cvnets'),
+        default='fvcore',
+        help="'ml-cvnets': also count as ml-cvnets' module profiler does (the published "
+        'EdgeFormer / ParC-Net MAdds: no BatchNorm, channel attention per pixel)')
     parser.add_argument('--json', help='write the results to this JSON file')
     parser.add_argument(
         '--cfg-options',
@@ -62,10 +79,14 @@ def main(argv=None) -> dict:
     shape = tuple(args.shape) if args.shape else default_input_shape(cfg.get('default_scope'))
     if len(shape) == 1:
         shape = (shape[0], shape[0])
-    result, analyzer, _ = get_model_complexity(
+    result, analyzer, model = get_model_complexity(
         cfg, shape, backbone_only=args.backbone_only, batch_size=args.batch_size,
         with_modules=False)
 
+    cvnets = None
+    if args.convention == 'ml-cvnets':
+        cvnets = cvnets_profiler_macs(
+            model, torch.randn(result.input_shape, generator=torch.Generator().manual_seed(0)))
     what = 'backbone only' if args.backbone_only else 'whole model'
     ops = result.by_operator
     attention = ops.get(ATTENTION_KEY, 0) + sum(
@@ -77,6 +98,10 @@ def main(argv=None) -> dict:
     print(f'Scope / part: {cfg.get("default_scope")} / {what}')
     print(f'Input shape:  {result.input_shape}')
     print(f'Params:       {format_count(result.params, "M")} ({result.params:,})')
+    if cvnets is not None:
+        print(f'MAdds:        {format_count(cvnets)}  (ml-cvnets profiler convention: conv/linear '
+              'with bias adds, no BatchNorm,\n              GCC channel attention per pixel; the '
+              'published EdgeFormer / ParC-Net figures)')
     print(f'FLOPs:        {format_count(result.flops)}  (multiply-adds, attention matmuls and '
           'sampling included: fvcore convention)')
     print(f'FLOPs w/o attention matmuls and sampling: '
@@ -98,6 +123,8 @@ def main(argv=None) -> dict:
 
     out = dict(config=args.config, backbone_only=args.backbone_only,
                scope=cfg.get('default_scope'), **result.to_dict())
+    if cvnets is not None:
+        out['cvnets_madds'] = cvnets
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(out, f, indent=2)
