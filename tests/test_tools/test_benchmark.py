@@ -1,5 +1,6 @@
 # Copyright (c) mmevo contributors. All rights reserved.
-"""``tools/analysis_tools/benchmark.py`` runs on CPU and reports what it promises.
+"""``tools/analysis_tools/benchmark.py`` and :mod:`mmevo.benchmarking` run on CPU and report what
+they promise.
 
 No timing is asserted: speed is measured by the tool, not by tests.
 """
@@ -9,10 +10,12 @@ import sys
 
 import pytest
 import torch
-from tool_helpers import REPO, assert_ok, run_tool
+from tool_helpers import REPO, assert_ok, load_tool, run_tool
 
-sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
-import benchmark  # noqa: E402
+from mmevo.benchmarking import measure, memory, plan_jobs, roofline, stats, system
+from mmevo.benchmarking.runner import parse_variant
+
+benchmark = load_tool('analysis_tools/benchmark.py')
 
 MOBILE = osp.join(REPO, 'configs', 'eatformer', 'eatformer-mobile_8xb128_in1k.py')
 MASK_RCNN_T = osp.join(REPO, 'configs', 'mask_rcnn', 'eatformer_t_1x.py')
@@ -73,7 +76,7 @@ def test_backbone_only_train_of_a_detection_config():
         shape=[96, 128], warmup=0, iters=1, threads=1, dtype='fp32', channels_last=False,
         compile=False, with_cp=False, device='cpu', backbone_only=True, profile_ops=0)
     try:
-        res = benchmark.measure(spec)
+        res = measure(spec)
     finally:
         torch.set_num_threads(threads)
     assert res['backbone_only'] and res['mode'] == 'train' and res['scope'] == 'mmdet'
@@ -92,7 +95,7 @@ def _in_process(**overrides) -> dict:
         backbone_only=False, profile_ops=3)
     spec.update(overrides)
     try:
-        return benchmark.measure(spec)
+        return measure(spec)
     finally:
         torch.set_num_threads(threads)
 
@@ -118,24 +121,29 @@ def test_reference_baseline_runs_the_straightforward_formulation():
 def test_variant_parsing():
     base = dict(cfg_options=['a=1'], dtype='fp32', mode='both', channels_last=False,
                 compile=False, with_cp=False, batch_size=32, threads=2)
-    run = benchmark.parse_variant('model.backbone.with_cp=True;dtype=bf16;batch_size=8', base)
+    run = parse_variant('model.backbone.with_cp=True;dtype=bf16;batch_size=8', base)
     assert run['cfg_options'] == ['a=1', 'model.backbone.with_cp=True']
     assert (run['dtype'], run['batch_size'], run['label']) == (
         'bf16', 8, 'model.backbone.with_cp=True;dtype=bf16;batch_size=8')
     assert base['cfg_options'] == ['a=1'] and base['dtype'] == 'fp32'
-    assert benchmark.parse_variant('compile=1;channels_last=yes', base)['compile'] is True
-    assert benchmark.parse_variant('reference=false', dict(base, reference=True))['reference'] \
+    assert parse_variant('compile=1;channels_last=yes', base)['compile'] is True
+    assert parse_variant('reference=false', dict(base, reference=True))['reference'] \
         is False
     with pytest.raises(ValueError):
-        benchmark.parse_variant('dtype=fp8', base)
+        parse_variant('dtype=fp8', base)
     with pytest.raises(ValueError):
-        benchmark.parse_variant('nonsense', base)
+        parse_variant('nonsense', base)
 
 
-def test_percentile():
-    assert benchmark._percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
-    assert benchmark._percentile([1.0, 2.0], 90) == pytest.approx(1.9)
-    assert benchmark._percentile([7.0], 90) == 7.0
+def test_statistics():
+    assert stats.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert stats.percentile([1.0, 2.0], 90) == pytest.approx(1.9)
+    assert stats.percentile([7.0], 90) == 7.0
+    times = [0.004, 0.001, 0.003, 0.002]  # seconds
+    assert stats.latency_stats(times) == dict(median=2.5, p90=3.7, mean=2.5, min=1.0, max=4.0)
+    assert stats.throughput(8, times) == 3200.0  # 8 images at the median 2.5 ms
+    # same-turn ratios: first / this, per turn; their median, lowest and highest
+    assert stats.median_paired_ratio([1.0, 2.0, 4.0], [2.0, 2.0, 1.0]) == (1.0, 0.5, 4.0)
 
 
 EXTERNAL_DIR = osp.join(REPO, 'tests', 'data', 'external_model')
@@ -157,41 +165,14 @@ def test_external_model_on_the_same_harness():
                     fuse=True)
     base = dict(cfg_options=[], mode='both')
     with pytest.raises(ValueError, match='MODULE:FACTORY'):
-        benchmark.parse_variant('external=tiny_classifier', base)
-
-
-def test_rounds_interleave_variants_and_report_the_median(tmp_path):
-    out = str(tmp_path / 'rounds.json')
-    proc = run_tool([
-        'analysis_tools/benchmark.py', MOBILE, '--batch-size', '1', '--shape', '64', '64',
-        '--warmup', '0', '--iters', '1', '--threads', '1', '--mode', 'forward', '--rounds',
-        '2', '--json', out, '--pythonpath', EXTERNAL_DIR, '--compare',
-        'external=tiny_classifier:tiny_classifier'
-    ], cwd=str(tmp_path), timeout=600)
-    assert_ok(proc)
-    # measured A B A B
-    order = [line.split(': forward')[0] for line in proc.stdout.splitlines()
-             if line.startswith('[benchmark]') and ': forward (round' in line]
-    external = '[benchmark] external=tiny_classifier:tiny_classifier'
-    assert order == ['[benchmark] base', external] * 2
-    with open(out) as f:
-        results = json.load(f)['results']
-    assert len(results) == 2
-    for res in results:
-        assert len(res['rounds']) == 2
-        assert res['throughput'] in [r['throughput'] for r in res['rounds']]
-    # ratios are taken within each round, then their median
-    assert results[0]['paired_throughput_ratio'] == 1.0
-    ratios = sorted(a['throughput'] / b['throughput']
-                    for a, b in zip(results[1]['rounds'], results[0]['rounds']))
-    assert results[1]['paired_throughput_ratio'] == pytest.approx(sum(ratios) / 2, rel=1e-3)
+        parse_variant('external=tiny_classifier', base)
 
 
 def test_malloc_modes_set_the_worker_environment(monkeypatch):
-    for key in benchmark.MALLOC_ENV:
+    for key in memory.MALLOC_ENV:
         monkeypatch.delenv(key, raising=False)
-    fast = benchmark.worker_env(2)
-    exact = benchmark.worker_env(2, 'exact')
+    fast = system.worker_env(2)
+    exact = system.worker_env(2, 'exact')
     assert fast['MALLOC_MMAP_MAX_'] == '0' and fast['OMP_NUM_THREADS'] == '2'
     assert exact['MALLOC_MMAP_THRESHOLD_'] == str(128 * 1024) and exact['MALLOC_TOP_PAD_'] == '0'
     assert benchmark.parse_args([MOBILE, '--malloc', 'exact']).malloc == 'exact'
@@ -242,8 +223,8 @@ def test_roofline_reports_multiply_adds_against_the_matmul_peak(monkeypatch):
     from mmengine.config import Config
 
     from mmevo.utils.flops import get_model_complexity
-    monkeypatch.setattr(benchmark, 'PEAK_MM_SIZE', 512)
-    monkeypatch.setattr(benchmark, 'PEAK_CONV_INPUT', (2, 512, 8, 8))
+    monkeypatch.setattr(roofline, 'PEAK_MM_SIZE', 512)
+    monkeypatch.setattr(roofline, 'PEAK_CONV_INPUT', (2, 512, 8, 8))
     res = _in_process(roofline=True, batch_size=2, profile_ops=0)
     roof = res['roofline_stats']
     expected = get_model_complexity(Config.fromfile(MOBILE), shape=(64, 64))[0].flops
@@ -261,6 +242,22 @@ def test_roofline_reports_multiply_adds_against_the_matmul_peak(monkeypatch):
     assert 'roofline_stats' not in _in_process(mode='train', roofline=True, profile_ops=0)
 
 
-def test_alternate_rejects_rounds():
-    with pytest.raises(SystemExit):
-        benchmark.parse_args([MOBILE, '--alternate', '--rounds', '2'])
+def test_command_line_checks(capsys):
+    """Bad options stop before anything is measured, with a message naming the problem."""
+    args = benchmark.parse_args([MOBILE, '--mode', 'forward', '--compare', 'dtype=bf16',
+                                 'mode=train;threads=1'])
+    assert [(run['label'], mode) for run, mode in args.jobs] == [
+        ('base', 'forward'), ('dtype=bf16', 'forward'), ('mode=train;threads=1', 'train')]
+    for argv, message in (
+        (['--alternate', '--profile', '3'], 'no --profile'),
+        (['--alternate', '--compare', 'threads=2'], 'one threads for all variants of a mode'),
+        (['--compare', 'dtype=fp8'], 'dtype must be one of'),
+        (['--shape', '1', '2', '3'], '--shape takes H W'),
+        (['--rounds', '2'], 'unrecognized arguments: --rounds'),
+    ):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args([MOBILE, *argv])
+        assert message in capsys.readouterr().err
+    # --alternate: variants of different modes may differ in threads (one process per mode)
+    base = benchmark.parse_args([MOBILE, '--threads', '1', '--mode', 'forward']).jobs[0][0]
+    assert len(plan_jobs(base, ['mode=train;threads=2'], alternate=True)) == 2
