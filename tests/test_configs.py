@@ -106,6 +106,10 @@ def _shrink(model: ConfigDict) -> None:
             model.neck.in_channels = dims
         else:
             model.neck.in_channels = dims[-1]
+    if model.get('neck') and model.neck.get('type') == 'SSDNeck':
+        # SSD's neck passes the backbone maps on: its first out_channels are its inputs
+        model.neck.out_channels = list(dims) + list(model.neck.out_channels[len(dims):])
+        model.bbox_head.in_channels = model.neck.out_channels
     for name in ('decode_head', 'auxiliary_head'):
         heads = model.get(name)
         for head in (heads if isinstance(heads, list) else [heads] if heads else []):
@@ -174,7 +178,8 @@ def _inputs(scope: str, num_classes: int):
 
 def _num_classes(model: ConfigDict, scope: str) -> int:
     if scope == 'mmdet':
-        head = model.roi_head.bbox_head  # a list for Cascade R-CNN
+        # a list for Cascade R-CNN; single-stage detectors have no roi_head
+        head = model.roi_head.bbox_head if model.get('roi_head') else model.bbox_head
         return (head[0] if isinstance(head, list) else head).num_classes
     if scope == 'mmseg':
         return model.decode_head.num_classes

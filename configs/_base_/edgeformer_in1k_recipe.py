@@ -1,6 +1,7 @@
-# EdgeFormer ImageNet-1k training recipe (official config/classification/edgeformer/edgeformer_s.yaml
-# of hkzhang91/EdgeFormer, ml-cvnets), in mmpretrain terms. Every setting's source is in
-# configs/edgeformer/README.md; the per-variant configs set the arch.
+# EdgeFormer ImageNet-1k training recipe (official
+# config/classification/edgeformer/edgeformer_s.yaml of hkzhang91/EdgeFormer, ml-cvnets), in
+# mmpretrain terms. Every setting's source is in configs/edgeformer/README.md; the per-variant
+# configs set the arch.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64.py',
     'mmpretrain::_base_/default_runtime.py',

@@ -24,7 +24,7 @@ stage_strides)``.
 """
 import copy
 import difflib
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -420,6 +420,8 @@ class StagedBackbone(BaseModule):
                                allow_nonfinite=allow_nonfinite)
         load_weights(self, ckpt, prefix=prefix, source=checkpoint,
                      allow_nonfinite=allow_nonfinite)
+        if prefix:
+            _log_unused_parts(type(self).__name__, ckpt, prefix, checkpoint)
 
     def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor], prefix: str) -> None:
         """Adapt a state dict in place before it is loaded (``prefix``: this module's key
@@ -430,6 +432,24 @@ class StagedBackbone(BaseModule):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self.adapt_state_dict(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _log_unused_parts(name: str, checkpoint: Mapping, prefix: str, source: str) -> None:
+    """Name the parts of a checkpoint that a prefixed load leaves out (e.g. a classifier's
+    ``head.*`` when a detector's backbone loads ImageNet weights)."""
+    from mmengine.logging import print_log
+
+    from mmevo.utils.checkpoint import weights_of
+    prefix = prefix if prefix.endswith('.') else prefix + '.'
+    parts: Dict[str, int] = {}
+    for key in weights_of(checkpoint):
+        if not key.startswith(prefix):
+            part = '.'.join(key.split('.')[:2])
+            parts[part] = parts.get(part, 0) + 1
+    if parts:
+        unused = ', '.join(f'{part}.* ({n} tensors)' for part, n in sorted(parts.items()))
+        print_log(f'{name}: loaded the {prefix}* weights of {source}; not used here: {unused}',
+                  logger='current')
 
 
 def _check_init_cfg(name: str, init_cfg) -> None:
