@@ -163,7 +163,8 @@ class GroupMixFormer(StagedBackbone):
         out_channels_last (bool): Return the maps channels-last as computed instead of
             contiguous NCHW. Defaults to False.
         init_cfg (dict | list, optional): ``dict(type='Pretrained', checkpoint=...,
-            prefix='backbone.')`` loads strictly. Defaults to the official initialisation
+            prefix='backbone.')`` loads strictly (a classification checkpoint has no output
+            norms: they keep their initialisation). Defaults to the official initialisation
             (truncated normal std 0.02 for linear weights, zero biases).
 
     Examples:
@@ -293,10 +294,18 @@ class GroupMixFormer(StagedBackbone):
                              f"{sum(s['crpe_window'].values())} heads; they must sum to "
                              f"arch['num_heads']={heads}")
 
+    def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor], prefix: str) -> None:
+        """A backbone checkpoint without output norms (a converted classification checkpoint)
+        keeps this model's output norms at their initialisation; every other key must match."""
+        if self.out_norms is None or any(k.startswith(prefix + 'out_norms.') for k in state_dict):
+            return
+        if any(k.startswith(prefix + 'stages.') for k in state_dict):
+            state_dict.update(self.out_norms.state_dict(prefix=prefix + 'out_norms.'))
+
     # ------------------------------------------------------------------- input sizes
 
     def _multiple_reason(self) -> str:
-        return ' (classification; pad_to_multiple=True pads the input for dense tasks)'
+        return ' in classification mode (pad_to_multiple=False)'
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if not self.pad_to_multiple:
