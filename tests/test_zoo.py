@@ -57,6 +57,16 @@ def test_every_registered_backbone_has_an_entry():
     assert backbones == set(ZOO), 'every backbone needs a ZooEntry in mmevo/testing/zoo.py'
 
 
+@pytest.mark.parametrize('entry', ENTRIES, ids=_id)
+def test_every_arch_is_in_the_matrix(entry):
+    """Each arch of the arch_zoo (aliases aside) is one of the entry's published archs."""
+    zoo = entry.cls.arch_zoo
+    distinct = {id(settings) for settings in zoo.values()}
+    covered = {id(zoo[arch]) for arch in entry.archs}
+    missing = [name for name, settings in zoo.items() if id(settings) not in covered]
+    assert covered == distinct, f'archs of {entry.backbone} missing from its ZooEntry: {missing}'
+
+
 @pytest.mark.parametrize('entry,arch', ARCHS, ids=[f'{e.backbone}-{a}' for e, a in ARCHS])
 def test_arch_forward_native_size(entry, arch):
     settings = entry.cls.parse_arch(arch)
@@ -208,6 +218,56 @@ def test_eval_is_deterministic(entry):
     with torch.no_grad():
         first, second = model(x), model(x)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.parametrize('entry', ENTRIES, ids=_id)
+def test_fuse_keeps_outputs(entry):
+    """``fuse()`` folds what is exact for inference and returns the backbone."""
+    model = _tiny(entry).eval()
+    h, w = entry.small_input
+    x = torch.randn(2, 3, h, w)
+    with torch.no_grad():
+        ref = model(x)
+        assert model.fuse() is model and model.fused and not model.training
+        got = model(x)
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('entry', ENTRIES, ids=_id)
+def test_layer_wise_lr_decay(entry):
+    """get_layer_depth puts the stem first, the stages in order and heads last, and the
+    layer-decay constructor gives decreasing learning rates towards the input."""
+    from mmengine.optim import build_optim_wrapper
+
+    import mmevo.engine  # noqa: F401  (registers the constructor)
+
+    class Detector(torch.nn.Module):
+
+        def __init__(self, backbone):
+            super().__init__()
+            self.backbone = backbone
+            self.head = torch.nn.Linear(4, 2)
+
+    model = Detector(_tiny(entry))
+    depths = {n: model.backbone.get_layer_depth(n, 'backbone.')
+              for n, _ in model.named_parameters()}
+    num_layers = {num for _, num in depths.values()}
+    assert len(num_layers) == 1
+    num = num_layers.pop()
+    assert all(depths[n][0] == 0 for n in depths if n.startswith('backbone.stem.'))
+    assert all(depths[n][0] == num - 1 for n in depths if n.startswith('head.'))
+    stage_ids = [depths[n][0] for n, _ in model.named_parameters()
+                 if n.startswith('backbone.stages.')]
+    assert stage_ids == sorted(stage_ids) and 0 < min(stage_ids) and max(stage_ids) < num - 1
+    optim = build_optim_wrapper(model, dict(
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+        constructor='mmevo.LayerDecayOptimWrapperConstructor',
+        paramwise_cfg=dict(layer_decay_rate=0.5)))
+    lrs = {n: g['lr'] for g in optim.optimizer.param_groups for n in g['param_names']}
+    first = next(n for n in lrs if n.startswith('backbone.stem.'))
+    assert lrs[first] < min(lrs[n] for n in lrs if n.startswith('backbone.stages.'))
+    assert lrs['head.weight'] == pytest.approx(1e-3)
 
 
 # ------------------------------------------------------------------------------ bad input
