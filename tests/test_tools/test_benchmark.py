@@ -34,7 +34,7 @@ def test_cpu_run_with_variants_writes_json(tmp_path):
     proc = run_tool([
         'analysis_tools/benchmark.py', MOBILE, '--batch-size', '2', '--shape', '64', '64',
         '--warmup', '1', '--iters', '2', '--threads', '1', '--json', out, '--profile', '5',
-        '--fuse', '--compare',
+        '--fuse', '--mode', 'forward', '--compare',
         'model.backbone.with_cp=True;channels_last=true;dtype=bf16;mode=train'
     ], cwd=str(tmp_path), timeout=600)
     assert_ok(proc)
@@ -44,9 +44,7 @@ def test_cpu_run_with_variants_writes_json(tmp_path):
             'loadavg_after'} <= set(report['meta'])
     results = report['results']
     variant = 'model.backbone.with_cp=True;channels_last=true;dtype=bf16;mode=train'
-    # base: forward + train; the variant: train only
-    assert [(r['label'], r['mode']) for r in results] == [
-        ('base', 'forward'), ('base', 'train'), (variant, 'train')]
+    assert [(r['label'], r['mode']) for r in results] == [('base', 'forward'), (variant, 'train')]
     for res in results:
         assert 'error' not in res, res.get('error')
         assert RESULT_KEYS <= set(res), RESULT_KEYS - set(res)
@@ -57,12 +55,11 @@ def test_cpu_run_with_variants_writes_json(tmp_path):
         assert res['shape'] == [64, 64] and res['batch_size'] == 2 and res['threads_used'] == 1
         assert res['memory_kind'].startswith('rss')
         assert res['profile']['top'] and res['profile']['top'][0]['self_cpu_ms'] >= 0
-    assert results[2]['cfg_options'] == ['model.backbone.with_cp=True']
-    assert results[2]['channels_last'] and results[2]['dtype'] == 'bf16'
-    assert results[1]['optimizer'] == results[2]['optimizer'] == 'config'
-    assert results[0]['optimizer'] is None
+    assert results[1]['cfg_options'] == ['model.backbone.with_cp=True']
+    assert results[1]['channels_last'] and results[1]['dtype'] == 'bf16'
+    assert results[1]['optimizer'] == 'config' and results[0]['optimizer'] is None
     # --fuse folds the inference model only
-    assert [r['fused'] for r in results] == [True, False, False]
+    assert [r['fused'] for r in results] == [True, False]
     # the printed table has ratios against the first variant
     assert '| variant | mode |' in proc.stdout and '1.00x' in proc.stdout
 
@@ -244,10 +241,13 @@ def test_roofline_reports_multiply_adds_against_the_matmul_peak(monkeypatch):
 
 def test_command_line_checks(capsys):
     """Bad options stop before anything is measured, with a message naming the problem."""
-    args = benchmark.parse_args([MOBILE, '--mode', 'forward', '--compare', 'dtype=bf16',
+    # jobs in measuring order: a variant's mode=both (the default) is forward, then train
+    args = benchmark.parse_args([MOBILE, '--compare', 'dtype=bf16;mode=forward',
                                  'mode=train;threads=1'])
     assert [(run['label'], mode) for run, mode in args.jobs] == [
-        ('base', 'forward'), ('dtype=bf16', 'forward'), ('mode=train;threads=1', 'train')]
+        ('base', 'forward'), ('base', 'train'), ('dtype=bf16;mode=forward', 'forward'),
+        ('mode=train;threads=1', 'train')]
+    assert [run['dtype'] for run, _ in args.jobs] == ['fp32', 'fp32', 'bf16', 'fp32']
     for argv, message in (
         (['--alternate', '--profile', '3'], 'no --profile'),
         (['--alternate', '--compare', 'threads=2'], 'one threads for all variants of a mode'),
