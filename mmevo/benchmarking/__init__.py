@@ -6,11 +6,11 @@
 * :mod:`.stats`: timing a step, latency statistics, same-turn ratios;
 * :mod:`.roofline`: a forward's multiply-adds against the machine's matrix-multiply peak;
 * :mod:`.workload`: the model of a variant and its inference or training step;
-* :mod:`.measure`: timing in the measuring process, one variant or several in turn;
+* :mod:`.measuring`: timing in the measuring process, one variant or several in turn;
 * :mod:`.runner`: variants, the measuring processes (:mod:`.worker`) and the report;
 * :mod:`.report`: meta data, tables and the JSON file.
 """
-from .measure import measure, measure_alternating
+from .measuring import measure, measure_alternating
 from .memory import MALLOC_MODES
 from .runner import RUN_KEYS, base_run, parse_variant, plan_jobs, run_benchmark
 from .workload import DTYPES, MODES

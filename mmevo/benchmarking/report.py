@@ -4,7 +4,7 @@
 The JSON file is ``{"meta": {...}, "results": [...]}``: ``meta`` holds ``date``, ``command``,
 ``machine``, ``malloc_env``, ``threading_env``, ``loadavg_before`` and ``loadavg_after``;
 ``results`` one dict per (variant, mode) as the measuring functions of
-:mod:`mmevo.benchmarking.measure` return them (or the run settings with an ``error``).
+:mod:`mmevo.benchmarking.measuring` return them (or the run settings with an ``error``).
 """
 import datetime
 import json

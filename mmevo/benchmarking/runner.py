@@ -4,7 +4,7 @@
 Every (variant, mode) is measured in its own fresh process (:func:`launch`), so its peak memory
 is its own and the malloc settings are set before the interpreter starts. With ``alternate``
 one process per mode times all variants of that mode in turn instead
-(:func:`~.measure.measure_alternating`): the drift-robust speed ratios, without per-variant
+(:func:`~.measuring.measure_alternating`): the drift-robust speed ratios, without per-variant
 memory.
 """
 import json

@@ -3,13 +3,13 @@
 
 Started by :func:`mmevo.benchmarking.runner.launch` in a fresh interpreter, so that peak memory
 is this variant's alone and the malloc settings are in place before the interpreter starts.
-``SPEC_JSON`` holds one run's settings (:func:`~.measure.measure`) or ``{"alternate": [...]}``
-(:func:`~.measure.measure_alternating`, written as ``{"results": [...]}``).
+``SPEC_JSON`` holds one run's settings (:func:`~.measuring.measure`) or ``{"alternate": [...]}``
+(:func:`~.measuring.measure_alternating`, written as ``{"results": [...]}``).
 """
 import json
 import sys
 
-from .measure import measure, measure_alternating
+from .measuring import measure, measure_alternating
 
 
 def main(spec_file: str, out_file: str) -> None:
