@@ -399,11 +399,54 @@ class TensorModeModel(nn.Module):
         return self.model(x, self.data_samples, mode='tensor')
 
 
+class MMDet2DummyForward(nn.Module):
+    """The forward mmdet 2.x's ``get_flops.py`` counted for a two-stage detector
+    (``forward_dummy``): backbone, neck and RPN head, then every box head on
+    ``num_proposals`` proposals and every mask head on the first ``num_mask_rois`` of them (a
+    cascade's stages all on the same RoIs), whatever the RPN proposes. The convention of the
+    published mmdet 2.x detector FLOPs (Swin, DWNet); mmdet 3.x's ``mode='tensor'`` runs the RoI
+    heads on the RPN's proposals instead, masks included (1000 mask RoIs: ~3x the mask head FLOPs
+    of a Cascade Mask R-CNN at 800x1280).
+
+    Module names inside keep the ``model.`` prefix. RoIAlign itself counts zero (as in both
+    conventions).
+    """
+
+    def __init__(self, model: nn.Module, num_proposals: int = 1000, num_mask_rois: int = 100):
+        super().__init__()
+        if not (hasattr(model, 'roi_head') and hasattr(model, 'rpn_head')):
+            raise ValueError(f'the mmdet2 RoI convention is for two-stage detectors; '
+                             f'{type(model).__name__} has no rpn_head / roi_head')
+        self.model = model
+        self.num_proposals = num_proposals
+        self.num_mask_rois = num_mask_rois
+
+    def forward(self, x: torch.Tensor):
+        model = self.model
+        feats = model.extract_feat(x)
+        outs = [model.rpn_head(feats)]
+        # boxes in the image (their values do not change the counts)
+        corners = torch.rand(2, self.num_proposals, 2, generator=torch.Generator().manual_seed(0))
+        corners = corners.to(x) * x.new_tensor([x.shape[-1], x.shape[-2]]) / 2
+        rois = torch.cat([x.new_zeros(self.num_proposals, 1), corners[0], corners.sum(0)], 1)
+        head = model.roi_head
+        stages = [(s, ) for s in range(head.num_stages)] if hasattr(head, 'num_stages') \
+            else [()]
+        for stage in stages:
+            if head.with_bbox:
+                outs.append(head._bbox_forward(*stage, feats, rois)['cls_score'])
+            if head.with_mask:
+                outs.append(head._mask_forward(*stage, feats,
+                                               rois[:self.num_mask_rois])['mask_preds'])
+        return outs
+
+
 def get_model_complexity(cfg,
                          shape: Optional[Sequence[int]] = None,
                          backbone_only: bool = False,
                          batch_size: int = 1,
-                         with_modules: bool = False):
+                         with_modules: bool = False,
+                         det_rois: str = 'proposals'):
     """Params and FLOPs of a config's model for a synthetic input (no dataset needed).
 
     Detectors and segmentors run in ``mode='tensor'`` (mmdet: RPN + RoI heads on the RPN
@@ -416,10 +459,15 @@ def get_model_complexity(cfg,
         backbone_only (bool): Count ``model.backbone`` only.
         batch_size (int): Input batch. Defaults to 1 (as the papers count).
         with_modules (bool): Also collect FLOPs per module.
+        det_rois (str): Two-stage detectors: ``'proposals'`` (mmdet 3.x ``mode='tensor'``, RoI
+            heads on the RPN's proposals) or ``'mmdet2'`` (:class:`MMDet2DummyForward`: 1000
+            proposals, masks on 100, the published mmdet 2.x numbers).
 
     Returns:
         tuple[Complexity, FlopAnalyzer, nn.Module]: counts, analyzer and the analysed module.
     """
+    if det_rois not in ('proposals', 'mmdet2'):
+        raise ValueError(f"det_rois must be 'proposals' or 'mmdet2', got {det_rois!r}")
     scope = cfg.get('default_scope')
     model = build_model_from_cfg(cfg, backbone_only)
     if shape is None:
@@ -431,6 +479,9 @@ def get_model_complexity(cfg,
                           'in_channels', 3)
     x = torch.randn(batch_size, in_channels, height, width,
                     generator=torch.Generator().manual_seed(0))
+    if det_rois == 'mmdet2' and not backbone_only:
+        result, analyzer = analyze_flops(MMDet2DummyForward(model), x, with_modules)
+        return result, analyzer, model
     return analyze_task_model(model, x, scope, not backbone_only, with_modules)
 
 

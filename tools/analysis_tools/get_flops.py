@@ -6,6 +6,8 @@ No dataset is needed: the input is synthetic. Works for mmpretrain, mmdet and mm
 
     python tools/analysis_tools/get_flops.py configs/eatformer/eatformer-tiny_8xb128_in1k.py
     python tools/analysis_tools/get_flops.py configs/mask_rcnn/eatformer_t_1x.py --backbone-only
+    python tools/analysis_tools/get_flops.py configs/cascade_mask_rcnn/dwnet_t_3x.py \\
+        --det-rois mmdet2   # DWNet's published 730 G (RoI heads as mmdet 2.x counted them)
     python tools/analysis_tools/get_flops.py configs/eatformer/eatformer-base_8xb128_in1k.py \\
         --cfg-options model.backbone.window_size="[7,7,14,7]"   # README's Base (global stage 3)
     python tools/analysis_tools/get_flops.py configs/edgeformer/edgeformer-s_8xb128_in1k-256px.py \\
@@ -59,6 +61,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default='fvcore',
         help="'ml-cvnets': also count as ml-cvnets' module profiler does (the published "
         'EdgeFormer / ParC-Net MAdds: no BatchNorm, channel attention per pixel)')
+    parser.add_argument(
+        '--det-rois',
+        choices=('proposals', 'mmdet2'),
+        default='proposals',
+        help="two-stage detectors: 'proposals' runs the RoI heads on the RPN's proposals "
+        "(mmdet 3.x mode='tensor'); 'mmdet2' as mmdet 2.x's get_flops did (box heads on 1000 "
+        'proposals, mask heads on 100): the convention of published mmdet 2.x detector FLOPs')
     parser.add_argument('--json', help='write the results to this JSON file')
     parser.add_argument(
         '--cfg-options',
@@ -81,7 +90,7 @@ def main(argv=None) -> dict:
         shape = (shape[0], shape[0])
     result, analyzer, model = get_model_complexity(
         cfg, shape, backbone_only=args.backbone_only, batch_size=args.batch_size,
-        with_modules=False)
+        with_modules=False, det_rois=args.det_rois)
 
     cvnets = None
     if args.convention == 'ml-cvnets':

@@ -30,8 +30,12 @@ from mmevo.utils.validation import (
     per_stage,
     real,
 )
-from ..layers.dynamic_conv import DynamicDWConv2d, InhomogeneousDWConv2d
+from ..layers.depthwise import dwconv
+from ..layers.dynamic_conv import DynamicDWConv2d, InhomogeneousDWConv2d, per_sample_dwconv2d
+from ..layers.fast_path import fast_route, foldable_norm, fused_inference
 from ..layers.ffn import ConvFFN
+from ..layers.folding import bn_affine
+from ..layers.inference_conv import conv_bn_act
 from ..layers.norm import build_norm
 from ..layers.residual import add_residual
 from .base_backbone import StagedBackbone
@@ -120,8 +124,32 @@ class DWBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fast_route(self, x):
+            return self.forward_fast(x)
         x = self.act(self.bn0(self.conv0(x)))
         x = self.act(self.bn(self.conv(x)))
+        return self.bn2(self.conv2(x))
+
+    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: every BatchNorm folded into the convolution before it (per-sample kernels
+        scaled by theirs), ReLU as a oneDNN post-op. Training: the static depth-wise
+        convolution's backward as forward convolutions (:func:`~mmevo.models.layers.dwconv`;
+        the dynamic one has it built in)."""
+        if fused_inference(x):
+            x = conv_bn_act(x, self.conv0, self.bn0, 'relu')
+            if self.mode == 'static':
+                x = conv_bn_act(x, self.conv, self.bn, 'relu')
+            elif self.mode == 'dynamic' and foldable_norm(self.bn):
+                scale, shift = bn_affine(self.bn)
+                kernels = self.conv.kernels(x) * scale.view(1, -1, 1, 1)
+                bias = shift if self.conv.bias is None else self.conv.bias * scale + shift
+                x = per_sample_dwconv2d(x, kernels, bias, padding=self.conv.kernel_size // 2)
+                x = x.relu_()
+            else:
+                x = self.act(self.bn(self.conv(x)))
+            return conv_bn_act(x, self.conv2, self.bn2)
+        x = self.act(self.bn0(self.conv0(x)))
+        x = self.act(self.bn(dwconv(x, self.conv) if self.mode == 'static' else self.conv(x)))
         return self.bn2(self.conv2(x))
 
 

@@ -12,16 +12,18 @@ computes them as forward convolutions:
   output gradient, i.e. one depth-wise convolution over ``B * C`` planes whose kernels are the
   output-gradient planes (stride = dilation), summed over the batch.
 
-:func:`dwconv` applies only where :func:`~.fast_path.cpu_lean_training` allows it (training
-on CPU without autocast, outside ``torch.compile``, fast path on); elsewhere the plain
-convolution runs. :func:`grad_input` and :func:`grad_weight` are public for the fused sub-layer
-nodes of the families (EATFormer's MSRA and GLI conv op).
+:func:`dwconv` (a module) and :func:`dwconv2d` (tensors) apply only where
+:func:`~.fast_path.cpu_lean_training` allows it (training on CPU without autocast, outside
+``torch.compile``, fast path on); elsewhere the plain convolution runs. :func:`grad_input` and
+:func:`grad_weight` are public for the fused sub-layer nodes of the families (EATFormer's MSRA
+and GLI conv op).
 """
-from typing import Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.utils import _pair
 
 from .fast_path import cpu_lean_training, depthwise_conv
 
@@ -68,6 +70,20 @@ class _DWConv(torch.autograd.Function):
         grad_w = grad_weight(x, grad, weight, padding, dilation) if need_w else None
         grad_b = grad.sum((0, 2, 3)) if need_b and has_bias else None
         return grad_x, grad_w, grad_b, None, None
+
+
+def dwconv2d(x: torch.Tensor,
+             weight: torch.Tensor,
+             bias: Optional[torch.Tensor] = None,
+             padding: Union[int, _Pair] = 0,
+             dilation: Union[int, _Pair] = 1) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, 1, padding, dilation, groups=C)``, a stride-1 depth-wise
+    convolution (``weight`` of shape ``(C, 1, kh, kw)``), with the fast backward when training
+    on CPU; for kernels that are activations too (e.g. per-sample kernels)."""
+    padding, dilation = _pair(padding), _pair(dilation)
+    if not cpu_lean_training(x, weight, bias):
+        return F.conv2d(x, weight, bias, 1, padding, dilation, weight.shape[0])
+    return _DWConv.apply(x, weight, bias, padding, dilation)
 
 
 def dwconv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

@@ -3,7 +3,8 @@
 
 * :func:`per_sample_dwconv2d`: a depth-wise convolution with one set of kernels per sample,
   computed as a single grouped convolution over ``B * C`` groups (the batch folded into the
-  channels), not as a loop over the samples.
+  channels), not as a loop over the samples; in CPU training with the faster depth-wise
+  backward of :func:`~.depthwise.dwconv2d`.
 * :class:`DynamicDWConv2d`: the dynamic depth-wise convolution of dynamic DWNet
   (`Han et al., ICLR 2022 <https://arxiv.org/abs/2106.04263>`_): per-sample kernels generated
   from the globally pooled input.
@@ -18,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
+from .depthwise import dwconv2d
 from .fast_path import batch_stats_norm
 from .norm import build_norm
 
@@ -53,9 +55,16 @@ def per_sample_dwconv2d(x: torch.Tensor,
             raise ValueError(f'per_sample_dwconv2d: bias must be ({C},) or ({B}, {C}), got '
                              f'{tuple(bias.shape)}')
         bias = bias.expand(B, C).reshape(B * C)
-    out = F.conv2d(x.reshape(1, B * C, H, W), weight.reshape(B * C, 1, *weight.shape[2:]), bias,
-                   stride, padding, dilation, B * C)
-    return out.view(B, C, *out.shape[2:])
+    planes = x.reshape(1, B * C, H, W)
+    kernels = weight.reshape(B * C, 1, *weight.shape[2:])
+    if _pair(stride) == (1, 1):  # with the fast backward when training on CPU
+        out = dwconv2d(planes, kernels, bias, padding, dilation)
+    else:
+        out = F.conv2d(planes, kernels, bias, stride, padding, dilation, B * C)
+    out = out.view(B, C, *out.shape[2:])
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last)  # keep the input's layout
+    return out
 
 
 class DynamicDWConv2d(nn.Module):
@@ -110,7 +119,7 @@ class DynamicDWConv2d(nn.Module):
                 f'maps with BatchNorm, which needs more than one sample in training; got a '
                 f'batch of 1. Train with batches of at least 2 per process (or SyncBN across '
                 f'processes), or use eval mode / norm_eval=True')
-        pooled = x.mean((2, 3), keepdim=True)
+        pooled = F.adaptive_avg_pool2d(x, 1)
         w = self.conv2(self.act(self.norm(self.conv1(pooled))))
         return w.reshape(x.shape[0], self.channels, self.kernel_size, self.kernel_size)
 

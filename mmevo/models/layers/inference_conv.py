@@ -21,8 +21,10 @@ from .fast_path import foldable_norm, fused_inference, plain_conv
 from .folding import affine_after_conv, affine_before_conv, bn_affine
 
 #: oneDNN post-op names (and algorithms) of the supported activations.
-_POST_OPS = {None: ('none', None), 'silu': ('swish', None), 'gelu': ('gelu', 'none')}
-_ACTS = {'silu': F.silu, 'gelu': F.gelu}
+_POST_OPS = {
+    None: ('none', None), 'silu': ('swish', None), 'gelu': ('gelu', 'none'), 'relu': ('relu', None)
+}
+_ACTS = {'silu': F.silu, 'gelu': F.gelu, 'relu': F.relu}
 
 
 def _plain(x, conv, norm, act, scale, residual):
@@ -48,7 +50,7 @@ def conv_bn_act(x: torch.Tensor,
         x (Tensor): Input map.
         conv (nn.Conv2d): A zero-padded 2-D convolution.
         norm (nn.Module, optional): BatchNorm after the convolution (or ``nn.Identity``).
-        act (str, optional): ``'silu'`` or ``'gelu'`` (exact).
+        act (str, optional): ``'silu'``, ``'gelu'`` (exact) or ``'relu'``.
         scale (Tensor, optional): Per-output-channel factors (a layer scale); only without
             ``act``.
         residual (Tensor, optional): Added to the result; only without ``act``.

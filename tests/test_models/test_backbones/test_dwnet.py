@@ -3,6 +3,8 @@
 the arch table against the official configs, the official HEAD bug, the converter's checkpoint
 layouts, the downstream options (window padding, output norms, loading a classification
 checkpoint) and the classification head."""
+import contextlib
+import copy
 import os.path as osp
 
 import pytest
@@ -13,6 +15,7 @@ from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 from mmevo.models.backbones import DWNet
 from mmevo.models.backbones.dwnet import DWNetBlock
 from mmevo.models.heads import DWNetClsHead
+from mmevo.models.layers import plain_ops
 from mmevo.testing import load_parity_fixture, load_parity_manifest
 from mmevo.utils.checkpoint import StateDictMismatchError, load_weights
 from mmevo.utils.converters import ConversionError, cli, get_converter
@@ -239,6 +242,31 @@ def test_channels_first_equals_channels_last():
     with torch.no_grad():
         for p, q in zip(a(x), b(x)):
             torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize('dynamic', [False, True])
+def test_fast_training_step_equals_plain_ops(dynamic):
+    """The training fast route (depth-wise backward as forward convolutions, lean FFN nodes)
+    gives the plain ops' outputs, gradients and BatchNorm statistics."""
+    torch.manual_seed(0)
+    fast = DWNet(SMALL, dynamic=dynamic, out_indices=(0, 1, 2, 3)).train()
+    plain = copy.deepcopy(fast)
+    x = torch.randn(2, 3, 64, 96)
+    results = []
+    for model, switch in ((fast, contextlib.nullcontext()), (plain, plain_ops())):
+        torch.manual_seed(1)  # the same stochastic depth masks
+        with switch:
+            outs = model(x)
+            sum(o.square().mean() for o in outs).backward()
+        results.append((outs, model))
+    (outs_a, a), (outs_b, b) = results
+    for o, p in zip(outs_a, outs_b):
+        torch.testing.assert_close(o, p, atol=1e-5, rtol=1e-4)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+    for m, n in zip(a.modules(), b.modules()):
+        if isinstance(m, _BatchNorm):
+            torch.testing.assert_close(m.running_var, n.running_var)
 
 
 def test_official_initialisation():

@@ -1,5 +1,7 @@
 # Copyright (c) mmevo contributors. All rights reserved.
 """Dynamic depth-wise convolutions (per-sample and per-pixel kernels) against explicit loops."""
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,7 @@ from mmevo.models.layers import (
     InhomogeneousDWConv2d,
     per_pixel_dwconv2d,
     per_sample_dwconv2d,
+    plain_ops,
 )
 
 
@@ -22,10 +25,12 @@ def _loop_per_sample(x, weight, bias, **conv):
     return torch.cat(outs)
 
 
+@pytest.mark.parametrize('plain', [False, True])
 @pytest.mark.parametrize('conv', [dict(padding=3), dict(padding=1, stride=2),
                                   dict(padding=(2, 4), dilation=2), dict()])
 @pytest.mark.parametrize('bias', [None, 'shared', 'per_sample'])
-def test_per_sample_dwconv2d_equals_a_loop_over_the_batch(conv, bias):
+def test_per_sample_dwconv2d_equals_a_loop_over_the_batch(conv, bias, plain):
+    """Forward and gradients, with the fast CPU backward and with plain ops."""
     torch.manual_seed(0)
     B, C = 3, 5
     x = torch.randn(B, C, 11, 9, dtype=torch.float64, requires_grad=True)
@@ -35,8 +40,9 @@ def test_per_sample_dwconv2d_equals_a_loop_over_the_batch(conv, bias):
     if b is not None:
         b.requires_grad_()
     params = [t for t in (x, weight, b) if t is not None]
-    got = per_sample_dwconv2d(x, weight, b, **conv)
-    grads = torch.autograd.grad(got.square().sum(), params)
+    with plain_ops() if plain else contextlib.nullcontext():
+        got = per_sample_dwconv2d(x, weight, b, **conv)
+        grads = torch.autograd.grad(got.square().sum(), params)
     ref = _loop_per_sample(x, weight, b, **conv)
     ref_grads = torch.autograd.grad(ref.square().sum(), params)
     torch.testing.assert_close(got, ref)
