@@ -272,7 +272,7 @@ def cvnets_profiler_macs(model: nn.Module, inputs: Union[torch.Tensor, Tuple]) -
     counted: Dict[int, int] = {}
     inside = set()
     for parent in model.modules():
-        if any(isinstance(parent, t) for t in rules) and parent is not model:
+        if any(isinstance(parent, t) for t in rules):
             inside.update(id(m) for m in parent.modules() if m is not parent)
 
     def hook(module, args, output):
