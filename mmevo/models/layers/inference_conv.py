@@ -22,9 +22,10 @@ from .folding import affine_after_conv, affine_before_conv, bn_affine
 
 #: oneDNN post-op names (and algorithms) of the supported activations.
 _POST_OPS = {
-    None: ('none', None), 'silu': ('swish', None), 'gelu': ('gelu', 'none'), 'relu': ('relu', None)
+    None: ('none', None), 'silu': ('swish', None), 'gelu': ('gelu', 'none'), 'relu': ('relu', None),
+    'hardswish': ('hardswish', None)
 }
-_ACTS = {'silu': F.silu, 'gelu': F.gelu, 'relu': F.relu}
+_ACTS = {'silu': F.silu, 'gelu': F.gelu, 'relu': F.relu, 'hardswish': F.hardswish}
 
 
 def _plain(x, conv, norm, act, scale, residual):
@@ -50,7 +51,7 @@ def conv_bn_act(x: torch.Tensor,
         x (Tensor): Input map.
         conv (nn.Conv2d): A zero-padded 2-D convolution.
         norm (nn.Module, optional): BatchNorm after the convolution (or ``nn.Identity``).
-        act (str, optional): ``'silu'``, ``'gelu'`` (exact) or ``'relu'``.
+        act (str, optional): ``'silu'``, ``'gelu'`` (exact), ``'relu'`` or ``'hardswish'``.
         scale (Tensor, optional): Per-output-channel factors (a layer scale); only without
             ``act``.
         residual (Tensor, optional): Added to the result; only without ``act``.
