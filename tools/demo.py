@@ -32,6 +32,7 @@ from mmengine.hooks import Hook  # noqa: E402
 
 import mmevo  # noqa: E402,F401  (safe checkpoint loading, mmevo:: configs)
 from mmevo.datasets import demo_data  # noqa: E402
+from mmevo.utils import ignore_pkg_resources_warning  # noqa: E402
 
 TASKS = {
     'cls': ('configs/demo/demo_cls_eatformer_mobile.py', 'imagenet'),
@@ -240,6 +241,7 @@ def run_task(task: str, args: argparse.Namespace, data_root: str) -> dict:
 
 
 def main(argv: Optional[List[str]] = None) -> List[dict]:
+    ignore_pkg_resources_warning()
     args = parse_args(argv)
     data_root = args.data_root or (osp.join(args.work_dir, 'quick_data')
                                    if args.quick else 'data/demo')

@@ -28,7 +28,10 @@ if [[ -z "${PYTHON:-}" ]]; then
   fi
 fi
 
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# One process checks the config's data first, so a missing dataset is one line instead of a
+# failure in every process and the launcher's traceback.
+"$PYTHON" "$ROOT/tools/test.py" "$CONFIG" "$CHECKPOINT" --check-data "${@:4}" >/dev/null
 exec "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \

@@ -15,7 +15,12 @@ from mmengine.config import Config, ConfigDict, DictAction
 
 import mmevo  # noqa: F401  (mmevo:: bases and safe checkpoint loading, before any config)
 from mmevo.engine import build_runner
-from mmevo.utils import setup_default_scope
+from mmevo.utils import (
+    DataNotFoundError,
+    check_data,
+    ignore_pkg_resources_warning,
+    setup_default_scope,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,6 +45,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--check-data',
+        action='store_true',
+        help='only check that the files of the test dataset exist, then exit '
+        '(tools/dist_test.sh does this before starting its processes)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -87,11 +97,20 @@ def enable_visualization(cfg: Config, scope: str, show_dir: str) -> None:
 
 
 def main(argv=None) -> None:
+    ignore_pkg_resources_warning()
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # Before any model or process group: a missing dataset is one line, not a traceback.
+    try:
+        check_data(cfg, ('test_dataloader',))
+    except DataNotFoundError as e:
+        raise SystemExit(f'error: {e}') from None
+    if args.check_data:
+        print('The data of test_dataloader is in place.')
+        return
     scope = setup_default_scope(cfg)
 
     if args.work_dir is not None:

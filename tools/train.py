@@ -17,7 +17,12 @@ from mmengine.device import is_cuda_available
 
 import mmevo  # noqa: F401  (mmevo:: bases and safe checkpoint loading, before any config)
 from mmevo.engine import build_runner
-from mmevo.utils import setup_default_scope
+from mmevo.utils import (
+    DataNotFoundError,
+    check_data,
+    ignore_pkg_resources_warning,
+    setup_default_scope,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--check-data',
+        action='store_true',
+        help='only check that the files of the config\'s datasets exist, then exit '
+        '(tools/dist_train.sh does this before starting its processes)')
     # torch.distributed.launch passes --local-rank (torch>=2.0) or --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -103,9 +113,19 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 
 def main(argv=None) -> None:
+    ignore_pkg_resources_warning()
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    # Before any model or process group: a missing dataset is one line, not a traceback.
+    loaders = ('train_dataloader', 'val_dataloader')
+    try:
+        check_data(cfg, loaders)
+    except DataNotFoundError as e:
+        raise SystemExit(f'error: {e}') from None
+    if args.check_data:
+        print(f'The data of {" and ".join(k for k in loaders if cfg.get(k))} is in place.')
+        return
     setup_default_scope(cfg)
     runner = build_runner(cfg)
     runner.train()

@@ -1,6 +1,7 @@
 # Copyright (c) mmevo contributors. All rights reserved.
 import importlib.util
 import os.path as osp
+import warnings
 
 import mmengine.config.config as mmengine_config
 from mmengine.config import Config
@@ -37,6 +38,18 @@ def _installed_path(package: str) -> str:
     if package == 'mmevo':
         return osp.dirname(osp.dirname(osp.abspath(__file__)))
     return get_installed_path(package)
+
+
+def ignore_pkg_resources_warning() -> None:
+    """Filter the one warning MMEngine's config loading repeats on every command.
+
+    MMEngine 0.10.7 imports and reloads ``pkg_resources`` whenever it checks whether a package
+    is installed (every ``mmdet::``/``mmseg::``/``mmpretrain::`` base of a config), and
+    setuptools warns that ``pkg_resources`` is deprecated each time. mmevo's tools call this
+    when they start; every other warning is still shown.
+    """
+    warnings.filterwarnings(
+        'ignore', message='pkg_resources is deprecated as an API', category=UserWarning)
 
 
 def setup_default_scope(cfg: Config) -> str:

@@ -27,6 +27,7 @@ import torch
 from mmengine.config import Config, DictAction
 
 import mmevo  # noqa: F401  (mmevo:: bases and safe loading, before any config is parsed)
+from mmevo.utils import ignore_pkg_resources_warning
 from mmevo.utils.flops import (
     ATTENTION_KEY,
     cvnets_profiler_macs,
@@ -81,6 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
+    ignore_pkg_resources_warning()
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

@@ -8,6 +8,7 @@ import argparse
 from mmengine.config import Config, DictAction
 
 import mmevo  # noqa: F401  (mmevo:: bases, before any config)
+from mmevo.utils import ignore_pkg_resources_warning
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -23,6 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
+    ignore_pkg_resources_warning()
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
