@@ -246,11 +246,17 @@ def _gcc_block_madds(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return n * (spatial + ffn + attention)
 
 
+def _circular_conv_madds(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    # a depth-wise convolution whose kernel is as long as the axis
+    return y.numel() * (x.shape[m.dim] + (1 if m.bias is not None else 0))
+
+
 def cvnets_rules() -> Dict[type, Any]:
     """Module type -> ``count(module, input, output)`` of the ml-cvnets convention; a module with
     a rule is counted whole (its sub-modules are not visited)."""
-    from mmevo.models.layers.gcc import GCCBlock
-    return {nn.Conv2d: _conv_madds, nn.Linear: _linear_madds, GCCBlock: _gcc_block_madds}
+    from mmevo.models.layers.gcc import GCCBlock, GlobalCircularConv
+    return {nn.Conv2d: _conv_madds, nn.Linear: _linear_madds, GCCBlock: _gcc_block_madds,
+            GlobalCircularConv: _circular_conv_madds}
 
 
 def cvnets_profiler_macs(model: nn.Module, inputs: Union[torch.Tensor, Tuple]) -> int:
@@ -434,7 +440,8 @@ class MMDet2DummyForward(nn.Module):
             else [()]
         for stage in stages:
             if head.with_bbox:
-                outs.append(head._bbox_forward(*stage, feats, rois)['cls_score'])
+                box = head._bbox_forward(*stage, feats, rois)
+                outs += [box['cls_score'], box['bbox_pred']]  # unused outputs are not traced
             if head.with_mask:
                 outs.append(head._mask_forward(*stage, feats,
                                                rois[:self.num_mask_rois])['mask_preds'])
