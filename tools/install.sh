@@ -19,13 +19,14 @@ MMCV_VERSION="2.1.0"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 PYTAG="$("$PYTHON" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-WHEELHOUSE="${MMEVO_WHEELHOUSE:-$HOME/.cache/mmevo/wheelhouse-torch${TORCH_VERSION}-${PYTAG}}"
+WHEELHOUSE_BASE="${MMEVO_WHEELHOUSE:-$HOME/.cache/mmevo/wheelhouse-torch${TORCH_VERSION}-${PYTAG}}"
 
 log() { printf '[mmevo install] %s\n' "$*"; }
 die() { printf '[mmevo install] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # A stamp of everything that decides the environment: unchanged inputs -> nothing to do.
-STAMP_INPUT="$(cat "$0" requirements/*.txt setup.py | sha256sum | cut -d' ' -f1)"
+STAMP_INPUT="$(cat "$0" requirements/*.txt setup.py tools/misc/mmcv_build_plan.py \
+  | sha256sum | cut -d' ' -f1)"
 STAMP="$VENV/.mmevo-install-stamp"
 if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_INPUT" ]] \
     && "$PY" -c 'import mmevo, mmcv.ops, mmdet, mmseg, mmpretrain' >/dev/null 2>&1; then
@@ -41,12 +42,22 @@ log "installing torch $TORCH_VERSION / torchvision $TORCHVISION_VERSION and buil
     "setuptools>=77.0.3,<81" wheel ninja
 "${PIP[@]}" install -q "mmengine==0.10.7" addict packaging Pillow pyyaml yapf opencv-python
 
+# CPU ops, or CPU + CUDA ops where a CUDA toolkit, a CUDA torch and a GPU are present
+# (tools/misc/mmcv_build_plan.py; MMEVO_MMCV_CUDA=0/1 overrides). CUDA wheels live apart.
+read -r MMCV_KIND MMCV_SUFFIX MMCV_REASON < <("$PY" tools/misc/mmcv_build_plan.py) \
+  || die "could not decide which mmcv ops to build (tools/misc/mmcv_build_plan.py)"
+[[ "$MMCV_SUFFIX" == "-" ]] && MMCV_SUFFIX=""
+WHEELHOUSE="$WHEELHOUSE_BASE$MMCV_SUFFIX"
+log "mmcv $MMCV_VERSION: $MMCV_REASON"
 mkdir -p "$WHEELHOUSE"
 MMCV_WHEEL="$(ls "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
 if [[ -z "$MMCV_WHEEL" ]]; then
   BUILD_LOG="$WHEELHOUSE/build-mmcv-$MMCV_VERSION.log"
   BUILD_DIR="$(mktemp -d)"
-  log "building mmcv $MMCV_VERSION with ops against torch $TORCH_VERSION (~11 min on 2 cores); log: $BUILD_LOG"
+  # mmcv's setup.py builds CUDA kernels whenever torch sees a GPU: hide it for a CPU build
+  BUILD_ENV=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)
+  [[ "$MMCV_KIND" == "cuda" ]] && BUILD_ENV=(FORCE_CUDA=1)
+  log "building mmcv $MMCV_VERSION with $MMCV_KIND ops against torch $TORCH_VERSION (CPU ops ~11 min on 2 cores; CUDA ops much longer); log: $BUILD_LOG"
   {
     "${PIP[@]}" download --no-deps --no-binary :all: --no-build-isolation \
         -d "$BUILD_DIR" "mmcv==$MMCV_VERSION" &&
@@ -54,8 +65,9 @@ if [[ -z "$MMCV_WHEEL" ]]; then
     # torch 2.14's headers require C++20; mmcv 2.1.0 asks for C++17.
     sed -i "s/'-std=c++17'/'-std=c++20'/" "$BUILD_DIR/mmcv-$MMCV_VERSION/setup.py" &&
     grep -q -- "-std=c++20" "$BUILD_DIR/mmcv-$MMCV_VERSION/setup.py" &&
-    (cd "$BUILD_DIR/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" \
-        "${PIP[@]}" wheel --no-deps --no-build-isolation -w "$WHEELHOUSE" .)
+    (cd "$BUILD_DIR/mmcv-$MMCV_VERSION" && env "${BUILD_ENV[@]}" MMCV_WITH_OPS=1 \
+        MAX_JOBS="${MAX_JOBS:-2}" "${PIP[@]}" wheel --no-deps --no-build-isolation \
+        -w "$WHEELHOUSE" .)
   } >"$BUILD_LOG" 2>&1 || {
     tail -n 25 "$BUILD_LOG" >&2
     die "building mmcv $MMCV_VERSION failed (see the lines above); full log: $BUILD_LOG"
@@ -78,9 +90,11 @@ log "installing mmdet, mmsegmentation, mmpretrain and mmevo"
 
 "$PY" - <<'PYEOF' || die "the installed stack does not import; see the traceback above"
 import torch, torchvision, mmengine, mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, mmevo
-from mmcv.ops import modulated_deform_conv2d  # noqa: F401  (compiled ops are present)
+from mmcv.ops import get_compiling_cuda_version, modulated_deform_conv2d  # noqa: F401
+cuda = get_compiling_cuda_version()
+ops = 'CPU ops' if cuda in ('', 'not available') else f'CPU + CUDA {cuda} ops'
 print(f'[mmevo install] torch {torch.__version__}, torchvision {torchvision.__version__}, '
-      f'mmengine {mmengine.__version__}, mmcv {mmcv.__version__} (ops), mmdet {mmdet.__version__}, '
+      f'mmengine {mmengine.__version__}, mmcv {mmcv.__version__} ({ops}), mmdet {mmdet.__version__}, '
       f'mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, mmevo {mmevo.__version__}')
 PYEOF
 echo "$STAMP_INPUT" >"$STAMP"
