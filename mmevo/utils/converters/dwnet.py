@@ -64,22 +64,40 @@ DWNET_RULES = [
 _FFN_WEIGHTS = ('.ffn.fc1.weight', '.ffn.fc2.weight')
 
 
-def convert_dwnet(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
+#: Parts of the official Cascade Mask R-CNN / UperNet checkpoints besides the backbone: their
+#: mmdet 2.x / mmseg 0.x names are those of mmdet 3.x / mmseg 1.x.
+TASK_PREFIXES = ('neck.', 'rpn_head.', 'roi_head.', 'decode_head.', 'auxiliary_head.')
+
+
+def convert_dwnet(checkpoint: Mapping, with_heads: bool = False) -> Dict[str, torch.Tensor]:
     """Convert an official DWNet checkpoint to mmevo keys (``backbone.*``, ``head.*``).
 
     Args:
         checkpoint (dict): A raw state dict, a classification checkpoint holding it under
             ``'model'``, or an mmdet / mmseg checkpoint holding the detector or segmentor under
-            ``'state_dict'`` (only its ``backbone.`` keys are taken).
+            ``'state_dict'`` (its ``backbone.`` keys are taken).
+        with_heads (bool): For a detector / segmentor: also keep its neck and heads
+            (:data:`TASK_PREFIXES`, names unchanged), to evaluate the released model with the
+            mmevo config. Defaults to False (the backbone only).
 
     Raises:
         ConversionError: the checkpoint holds keys that no official DWNet has (named), e.g.
             ``absolute_pos_embed`` of the unpublished ``ape=True`` models.
     """
-    state_dict = strip_prefix(extract_state_dict(checkpoint, ('state_dict', 'model')),
-                              'backbone.')
+    full = extract_state_dict(checkpoint, ('state_dict', 'model'))
+    state_dict = strip_prefix(full, 'backbone.')
     require_prefixes(state_dict, ['patch_embed.', 'layers.'], 'DWNet')
     out = rename_keys(state_dict, DWNET_RULES, 'DWNet')
+    if with_heads:
+        if state_dict is full:
+            raise ConversionError('with_heads needs a detector / segmentor checkpoint (keys '
+                                  "under 'backbone.' and its heads), got a backbone")
+        others = [k for k in full if not k.startswith('backbone.')]
+        unknown = [k for k in others if not k.startswith(TASK_PREFIXES)]
+        if unknown:
+            raise ConversionError(f'{len(unknown)} keys are not keys of an official DWNet '
+                                  f'detector / segmentor: {unknown[:8]}')
+        out.update((k, full[k]) for k in others)
     for key, value in out.items():
         if key.endswith(_FFN_WEIGHTS) and value.dim() == 2:
             out[key] = value[:, :, None, None]
@@ -156,4 +174,8 @@ DWNET_CONVERTER = register_converter(
         backbone='DWNet',
         convert=convert_dwnet,
         build_official=build_official,
-        fixture_families=('dwnet', 'dwnet_det')))
+        fixture_families=('dwnet', 'dwnet_det'),
+        cli_options=[(['--with-heads'], dict(
+            action='store_true', dest='with_heads',
+            help='detector / segmentor checkpoints: keep the neck and heads (mmdet 2.x / mmseg '
+            '0.x names are the 3.x / 1.x ones) to evaluate the released model'))]))

@@ -114,6 +114,16 @@ def test_convert_detector_checkpoint_takes_the_backbone(det_fixture):
     assert {k for k in converted if 'out_norms' in k} >= {'backbone.out_norms.3.running_var'}
     model = get_converter('dwnet_det').build_official(det_fixture['official'])
     model.load_state_dict(converted, strict=True)
+    # --with-heads keeps the detector's other parts under their own names
+    whole = convert_dwnet({'state_dict': detector}, with_heads=True)
+    assert whole.keys() == converted.keys() | {'neck.lateral_convs.0.conv.weight',
+                                               'roi_head.bbox_head.0.fc_cls.weight'}
+    detector['ema_backbone.patch_embed.proj.weight'] = torch.zeros(1)
+    with pytest.raises(ConversionError, match=r"not keys of an official DWNet detector / "
+                                              r"segmentor: \['ema_backbone"):
+        convert_dwnet({'state_dict': detector}, with_heads=True)
+    with pytest.raises(ConversionError, match='needs a detector / segmentor checkpoint'):
+        convert_dwnet(backbone, with_heads=True)
 
 
 def test_convert_unknown_keys_are_named(static_fixture):
