@@ -143,6 +143,11 @@ if __name__ == '__main__':
         package_dir={'': '.'},
         cmdclass=CMDCLASS,
         include_package_data=True,
+        # what add_mim_extension copies for a wheel or sdist (mim and ``mmevo::`` read it)
+        package_data={'mmevo': [
+            '.mim/model-index.yml', '.mim/configs/**/*.py', '.mim/configs/**/*.yml',
+            '.mim/configs/**/*.md', '.mim/tools/**/*.py', '.mim/tools/**/*.sh'
+        ]},
         python_requires='>=3.8',
         install_requires=parse_requirements('requirements/runtime.txt'),
         extras_require={

@@ -3,6 +3,7 @@
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
 
@@ -50,3 +51,30 @@ def test_editable_install_layout(tmp_path):
         index = yaml.safe_load(f)
     assert [osp.realpath(p) for p in index['Import']] == [
         osp.realpath(osp.join(REPO, 'model-index.yml'))]
+
+
+def test_wheel_install_has_the_mim_folder(tmp_path):
+    """A regular (non-editable) install carries configs, tools and the index in mmevo/.mim."""
+    src = tmp_path / 'src'
+    ignore = shutil.ignore_patterns('__pycache__', '.mim', '*.egg-info')
+    for name in ('mmevo', 'configs', 'tools', 'requirements'):
+        shutil.copytree(osp.join(REPO, name), src / name, ignore=ignore)
+    for name in ('setup.py', 'README.md', 'model-index.yml', 'requirements.txt'):
+        shutil.copy(osp.join(REPO, name), src / name)
+    pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check']
+    subprocess.run(pip + ['wheel', '-q', '--no-deps', '--no-build-isolation', '-w',
+                          str(tmp_path / 'dist'), str(src)], check=True, timeout=300)
+    wheel = next((tmp_path / 'dist').glob('mmevo-*.whl'))
+    subprocess.run(pip + ['install', '-q', '--no-deps', '--target', str(tmp_path / 'site'),
+                          str(wheel)], check=True, timeout=300)
+    mim_dir = tmp_path / 'site' / 'mmevo' / '.mim'
+    for path in ('model-index.yml', 'configs/eatformer/metafile.yml', 'tools/train.py',
+                 'tools/dist_train.sh'):
+        assert (mim_dir / path).is_file(), path
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / 'site'))
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    proc = subprocess.run([mim, 'search', 'mmevo'], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    listed = re.findall(r'^config id: (\S+)$', proc.stdout, flags=re.M)
+    assert sorted(listed) == sorted(m.name for m in load_model_zoo(REPO).models)
