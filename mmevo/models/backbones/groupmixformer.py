@@ -15,7 +15,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
-from mmcv.cnn.bricks.transformer import FFN
 
 from mmevo.registry import MODELS
 from mmevo.utils.validation import (
@@ -30,8 +29,12 @@ from mmevo.utils.validation import (
 )
 from ..layers.conv_rel_pos import DEFAULT_CRPE_WINDOW
 from ..layers.depthwise import dwconv
+from ..layers.fast_path import fast_route
 from ..layers.group_mix_attention import GroupMixAttention, SeparableConv2d
+from ..layers.lean_linear import gelu_linear, layer_norm_linear
+from ..layers.mlp import Mlp
 from ..layers.norm import LayerNorm2d, build_norm
+from ..layers.residual import add_residual
 from .base_backbone import StagedBackbone
 
 
@@ -71,18 +74,32 @@ class GMABlock(nn.Module):
                                       norm_cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.ffn = FFN(
-            embed_dims=dim,
-            feedforward_channels=int(dim * mlp_ratio),
-            act_cfg=dict(type='GELU'),
-            ffn_drop=drop,
-            dropout_layer=dict(type='DropPath', drop_prob=drop_path) if drop_path > 0 else None)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + dwconv(x, self.cpe)
+        if fast_route(self, x):
+            return self.forward_fast(x)
+        x = x + self.cpe(x)
         x = x + self.drop_path(self.attn(self.norm1(x)))
         x = x.permute(0, 2, 3, 1)  # the MLP on channels-last tokens (a view of the map)
-        return self.ffn(self.norm2(x), identity=x).permute(0, 3, 1, 2)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x.permute(0, 3, 1, 2)
+
+    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without storing what is cheap to recompute: in training the MLP keeps
+        only its input and ``fc1``'s output (:mod:`~mmevo.models.layers.lean_linear`); in
+        inference the residuals are added in place."""
+        inference = not torch.is_grad_enabled()
+        x = dwconv(x, self.cpe).add_(x) if inference else x + dwconv(x, self.cpe)
+        y = self.attn(self.norm1(x))
+        x = y.add_(x) if inference else add_residual(x, y, self.drop_path)
+        x = x.permute(0, 2, 3, 1)
+        if self.mlp.drop.p > 0:
+            y = self.mlp(self.norm2(x))
+        else:
+            y = gelu_linear(layer_norm_linear(x, self.norm2, self.mlp.fc1), self.mlp.fc2)
+        x = y.add_(x) if inference else add_residual(x, y, self.drop_path)
+        return x.permute(0, 3, 1, 2)
 
 
 def _patch_embed(in_channels: int, out_channels: int, stride: int,

@@ -8,17 +8,56 @@ and value maps are each split into five channel segments; a *group aggregator* o
 (``k = 1``: the tokens themselves). Four segments (kernels 1, 3, 5, 7) form the attention
 branches; the fifth segments of q, k and v together form a non-attention local branch. All
 modules work on NCHW maps.
+
+Fast routes (:mod:`.fast_path`): in inference the aggregators' BatchNorms are folded into their
+point-wise convolutions with Hardswish as a oneDNN post-op; in training :func:`bn_hardswish`
+keeps only the BatchNorm input for the backward pass.
 """
 from collections import OrderedDict
 from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 
 from .conv_rel_pos import DEFAULT_CRPE_WINDOW, ConvRelPosEnc
 from .depthwise import dwconv
+from .fast_path import batch_stats_norm, fast_route, fused_inference, lean_training
+from .inference_conv import conv_bn_act
+from .lean_ops import batch_norm_momentum, bn_recompute
 from .norm import LayerNorm2d, build_norm
+
+
+class _BNHardswish(torch.autograd.Function):
+    """``hardswish(BN(x))`` with batch statistics, keeping ``x`` (not the normalised map)."""
+
+    @staticmethod
+    def forward(ctx, x, bn_w, bn_b, bn):
+        z, mean, invstd = torch.ops.aten.native_batch_norm(
+            x, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
+            bn.eps)
+        ctx.save_for_backward(x, bn_w, bn_b, mean, invstd)
+        ctx.eps = bn.eps
+        return F.hardswish(z, inplace=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, bn_w, bn_b, mean, invstd = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grad_z = torch.ops.aten.hardswish_backward(grad, bn_recompute(x, bn_w, bn_b, mean, invstd))
+        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+            grad_z, x, bn_w, None, None, mean, invstd, True, ctx.eps,
+            [need[0], need[1] and bn_w is not None, need[2] and bn_b is not None])
+        return grad_x, grad_w, grad_b, None
+
+
+def bn_hardswish(x: torch.Tensor, bn: nn.Module) -> torch.Tensor:
+    """``hardswish(bn(x))``; when ``bn`` normalises with batch statistics in training, one
+    autograd node that keeps only ``x`` and recomputes the normalised map in backward."""
+    if batch_stats_norm(bn) and lean_training(x, bn.weight):
+        return _BNHardswish.apply(x, bn.weight, bn.bias, bn)
+    return F.hardswish(bn(x))
 
 
 class SeparableConv2d(nn.Sequential):
@@ -40,6 +79,17 @@ class SeparableConv2d(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(dwconv(x, self.depthwise))
+
+
+def separable_conv_bn_hardswish(x: torch.Tensor, conv: nn.Module, norm: nn.Module):
+    """``hardswish(norm(conv(x)))`` for a :class:`SeparableConv2d` (or ``nn.Identity``) ``conv``:
+    in inference the norm is folded into the point-wise convolution, Hardswish a post-op; in
+    training :func:`bn_hardswish`."""
+    if isinstance(conv, SeparableConv2d):
+        if fused_inference(x):
+            return conv_bn_act(conv.depthwise(x), conv.pointwise, norm, 'hardswish')
+        x = conv(x)
+    return bn_hardswish(x, norm)
 
 
 class GroupAggregator(nn.Module):
@@ -86,14 +136,27 @@ class GroupAggregator(nn.Module):
             tuple: the group proxies ``(3B, 4C/5, H, W)`` and the local branch
             ``(B, C/5, H, W)``.
         """
+        if fast_route(self, qkv):
+            return self.forward_fast(qkv)
         *segments, local = qkv.split(self.seg_dim, dim=1)
         proxies = torch.cat([
             self.act(norm(aggregator(seg)))
             for seg, aggregator, norm in zip(segments, self.aggregators, self.norms)
         ], dim=1)
+        return proxies, self._local(local)
+
+    def forward_fast(self, qkv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` through :func:`separable_conv_bn_hardswish`."""
+        *segments, local = qkv.split(self.seg_dim, dim=1)
+        proxies = torch.cat([
+            separable_conv_bn_hardswish(seg, aggregator, norm)
+            for seg, aggregator, norm in zip(segments, self.aggregators, self.norms)
+        ], dim=1)
+        return proxies, self._local(local)
+
+    def _local(self, local: torch.Tensor) -> torch.Tensor:
         local = torch.cat(local.chunk(3, dim=0), dim=1)  # segment 4 of q | k | v
-        local = self.act(self.local_norm(self.local_aggregator(local)))
-        return proxies, local
+        return self.act(self.local_norm(self.local_aggregator(local)))
 
 
 class GroupMixAttention(nn.Module):
@@ -152,8 +215,9 @@ class GroupMixAttention(nn.Module):
         # q, k, v stacked on the batch axis, as channels-last maps (3B, C, H, W)
         qkv = rearrange(qkv, 'b h w (t c) -> (t b) h w c', t=3).permute(0, 3, 1, 2)
         proxies, local = self.aggregator(qkv)
-        q, k, v = proxies.split(B, dim=0)
-        y = self.scale * self.linear_attention(q, k, v) + self.crpe(q, v)
+        # channel-major proxies: per head, tokens are contiguous rows (softmax over them)
+        q, k, v = proxies.contiguous().split(B, dim=0)
+        y = self.linear_attention(q, k, v).mul_(self.scale) + self.crpe(q, v)
         y = torch.cat([y, local], dim=1).permute(0, 2, 3, 1)
         return self.proj_drop(self.proj(y)).permute(0, 3, 1, 2)
 
@@ -161,7 +225,8 @@ class GroupMixAttention(nn.Module):
                          v: torch.Tensor) -> torch.Tensor:
         """``q (softmax_N(k)^T v)`` per head on ``(B, heads * Ch, H, W)`` maps (no scale)."""
         H = q.shape[2]
-        q, k, v = (rearrange(t, 'b (n c) h w -> b n (h w) c', n=self.num_heads)
+        q, k, v = (rearrange(t, 'b (n c) h w -> b n c (h w)', n=self.num_heads)
                    for t in (q, k, v))
-        context = k.softmax(dim=2).transpose(-2, -1) @ v  # (B, heads, Ch, Ch)
-        return rearrange(q @ context, 'b n (h w) c -> b (n c) h w', h=H)
+        context = k.softmax(dim=-1) @ v.transpose(-2, -1)  # (B, heads, Ch_k, Ch_v)
+        out = context.transpose(-2, -1) @ q  # (q @ context)^T: (B, heads, Ch_v, N)
+        return rearrange(out, 'b n c (h w) -> b (n c) h w', h=H)

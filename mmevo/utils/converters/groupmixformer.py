@@ -32,8 +32,7 @@ _BLOCK_RULES = [
     (_AGG + r'agg0\.conv\.pointwise_conv\.', 'attn.aggregator.local_aggregator.pointwise.'),
     (_AGG + r'agg0\.norm\.', 'attn.aggregator.local_norm.'),
     (r'att\.crpe\.conv_list\.(\d)\.', r'attn.crpe.convs.\1.'),
-    (r'mlp\.fc1\.', 'ffn.layers.0.0.'),
-    (r'mlp\.fc2\.', 'ffn.layers.1.'),
+    (r'mlp\.(fc1|fc2)\.', r'mlp.\1.'),
 ]
 
 GROUPMIXFORMER_RULES = [
