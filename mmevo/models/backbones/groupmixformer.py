@@ -29,8 +29,14 @@ from mmevo.utils.validation import (
 )
 from ..layers.conv_rel_pos import DEFAULT_CRPE_WINDOW
 from ..layers.depthwise import dwconv
-from ..layers.fast_path import fast_route
-from ..layers.group_mix_attention import GroupMixAttention, SeparableConv2d
+from ..layers.fast_path import fast_route, fused_inference
+from ..layers.group_mix_attention import (
+    GroupMixAttention,
+    SeparableConv2d,
+    bn_hardswish,
+    separable_conv_bn_hardswish,
+)
+from ..layers.inference_conv import conv_bn_act
 from ..layers.lean_linear import gelu_linear, layer_norm_linear
 from ..layers.mlp import Mlp
 from ..layers.norm import LayerNorm2d, build_norm
@@ -102,14 +108,56 @@ class GMABlock(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
-def _patch_embed(in_channels: int, out_channels: int, stride: int,
-                 norm_cfg: dict) -> nn.Sequential:
-    """Separable 3x3 convolution (stride 1 or 2), norm, Hardswish."""
-    return nn.Sequential(
-        OrderedDict(
-            conv=SeparableConv2d(in_channels, out_channels, 3, stride),
-            norm=build_norm(norm_cfg, out_channels),
-            act=nn.Hardswish()))
+class PatchEmbed(nn.Sequential):
+    """Separable 3x3 convolution (stride 1 or 2), norm, Hardswish.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        stride (int): 1 (stage 1) or 2.
+        norm_cfg (dict): The norm.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, norm_cfg: dict):
+        super().__init__(
+            OrderedDict(
+                conv=SeparableConv2d(in_channels, out_channels, 3, stride),
+                norm=build_norm(norm_cfg, out_channels),
+                act=nn.Hardswish()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fast_route(self, x):
+            return separable_conv_bn_hardswish(x, self.conv, self.norm)
+        return self.act(self.norm(self.conv(x)))
+
+
+class ConvStem(nn.Sequential):
+    """Two stride-2 3x3 convolutions (with bias), each followed by a norm and Hardswish.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels (the first convolution has half).
+        norm_cfg (dict): The norms.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, norm_cfg: dict):
+        mid = out_channels // 2
+        super().__init__(
+            OrderedDict(
+                conv1=nn.Conv2d(in_channels, mid, 3, 2, 1),
+                norm1=build_norm(norm_cfg, mid),
+                act1=nn.Hardswish(),
+                conv2=nn.Conv2d(mid, out_channels, 3, 2, 1),
+                norm2=build_norm(norm_cfg, out_channels),
+                act2=nn.Hardswish()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not fast_route(self, x):
+            return super().forward(x)
+        for conv, norm in ((self.conv1, self.norm1), (self.conv2, self.norm2)):
+            x = (conv_bn_act(x, conv, norm, 'hardswish') if fused_inference(x) else
+                 bn_hardswish(conv(x), norm))
+        return x
 
 
 def _arch(embed_dims, depths, mlp_ratios, drop_path_rate) -> dict:
@@ -270,21 +318,13 @@ class GroupMixFormer(StagedBackbone):
             self.input_multiple = 1  # any size: padded in forward
         self._out_sizes: Optional[Sequence[Tuple[int, int]]] = None
 
-        c0 = self.embed_dims[0]
-        self.stem = nn.Sequential(
-            OrderedDict(
-                conv1=nn.Conv2d(in_channels, c0 // 2, 3, 2, 1),
-                norm1=build_norm(norm_cfg, c0 // 2),
-                act1=nn.Hardswish(),
-                conv2=nn.Conv2d(c0 // 2, c0, 3, 2, 1),
-                norm2=build_norm(norm_cfg, c0),
-                act2=nn.Hardswish()))
+        self.stem = ConvStem(in_channels, self.embed_dims[0], norm_cfg)
 
         dpr = iter(self.drop_path_rates(sum(self.depths)))
         self.stages = nn.ModuleList()
-        in_dim = c0
+        in_dim = self.embed_dims[0]
         for i, (dim, depth) in enumerate(zip(self.embed_dims, self.depths)):
-            layers = [_patch_embed(in_dim, dim, 1 if i == 0 else 2, norm_cfg)]
+            layers = [PatchEmbed(in_dim, dim, 1 if i == 0 else 2, norm_cfg)]
             layers += [
                 GMABlock(dim, s['mlp_ratios'][i], s['num_heads'], s['qkv_bias'], s['qk_scale'],
                          s['crpe_window'], drop_rate, next(dpr), norm_cfg) for _ in range(depth)
