@@ -11,9 +11,9 @@ mmevo's modules compute the paper's formula with plain PyTorch ops. Some of them
   input and recompute the rest in backward (:mod:`mmevo.models.layers.lean_ops`,
   :mod:`mmevo.models.layers.depthwise`, EATFormer's sub-layer nodes).
 
-Both step aside under ``torch.compile`` (Inductor fuses by itself), ``torch.jit.trace`` and ONNX
-export (FLOP counters and exporters must see plain ops) and autocast, and both are off when the
-global switch is off:
+Both step aside under ``torch.compile`` (Inductor fuses by itself), ``torch.jit.trace``,
+``torch.export`` and ONNX export (FLOP counters and exporters must see plain ops) and autocast,
+and both are off when the global switch is off:
 
 * ``MMEVO_FAST_PATH=0`` in the environment (read at every call, so it also reaches worker
   processes), or
@@ -87,6 +87,11 @@ def _plain_mode() -> bool:
     # is_compiling first: Dynamo then never traces the thread-local switch
     return (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
             or torch.onnx.is_in_onnx_export() or not fast_path_enabled())
+
+
+def _exporting() -> bool:
+    """Inside ``torch.export`` or an ONNX export (custom C++ ops cannot be traced there)."""
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
 def fused_inference(x: torch.Tensor) -> bool:
@@ -195,24 +200,30 @@ def deform_sampler(x: torch.Tensor, sampler: str = 'auto') -> str:
     """The MD-MSA sampler to run on ``x``: ``'grid_sample'`` or ``'mmcv'``.
 
     ``'auto'`` takes mmcv's modulated deformable op on CUDA tensors when mmcv was built with CUDA
-    ops (the op the package is meant to run on GPUs, and the one deployment back-ends know), and
-    ``F.grid_sample`` everywhere else (mmcv's CPU kernel is ~100x slower). Both are exact.
+    ops (the op the package is meant to run on GPUs), and ``F.grid_sample`` everywhere else
+    (mmcv's CPU kernel is ~100x slower) and while exporting (``torch.export`` / ONNX: mmcv's
+    C++ op cannot be traced, ``grid_sample`` is ONNX's ``GridSample``). Both are exact.
     """
     from .deform import SAMPLERS, mmcv_cuda_ops_available
     if sampler not in SAMPLERS:
         raise ValueError(f'sampler must be one of {SAMPLERS}, got {sampler!r}')
     if sampler != 'auto':
         return sampler
+    if _exporting():
+        return 'grid_sample'
     return 'mmcv' if x.is_cuda and mmcv_cuda_ops_available() else 'grid_sample'
 
 
 def deform_conv_impl(x: torch.Tensor, impl: str = 'auto') -> str:
     """The deformable-convolution implementation to run on ``x``: ``'mmcv'`` or
     ``'torchvision'`` (``'auto'``: mmcv on CUDA tensors with mmcv's CUDA ops, else torchvision,
-    which is much faster than mmcv's CPU kernel)."""
+    which is much faster than mmcv's CPU kernel and the one ``torch.export`` / ONNX can trace:
+    ONNX ``DeformConv``)."""
     from .deform import DEFORM_CONV_IMPLS, mmcv_cuda_ops_available
     if impl not in DEFORM_CONV_IMPLS:
         raise ValueError(f'impl must be one of {DEFORM_CONV_IMPLS}, got {impl!r}')
     if impl != 'auto':
         return impl
+    if _exporting():
+        return 'torchvision'
     return 'mmcv' if x.is_cuda and mmcv_cuda_ops_available() else 'torchvision'
