@@ -28,8 +28,11 @@ from mmevo.utils.validation import (
     real,
     sequence_of,
 )
+from ..layers.fast_path import fast_route
+from ..layers.lean_linear import gelu_linear, layer_norm_linear
 from ..layers.mlp import Mlp
 from ..layers.norm import LayerNorm2d
+from ..layers.residual import add_residual
 from ..layers.simple_pyramid import SimplePyramid
 from ..layers.token_attention import SelfAttention
 from .base_backbone import StagedBackbone
@@ -104,11 +107,28 @@ class GlobalLocalBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fast_route(self, x):
+            return self.forward_fast(x)
+        x = x + self.global_local(x)
+        return x + self.drop_path(self.mlp(self.norm_mlp(x)))
+
+    def global_local(self, x: torch.Tensor) -> torch.Tensor:
+        """The two paths, concatenated (each with its own stochastic depth mask)."""
         x_global, x_local = x.split([self.global_dims, self.local_dims], dim=-1)
         y_global = self.drop_path(self.attn(self.norm_global(x_global)))
         y_local = self.drop_path(self.local(self.norm_local(x_local)))
-        x = x + torch.cat([y_global, y_local], dim=-1)
-        return x + self.drop_path(self.mlp(self.norm_mlp(x)))
+        return torch.cat([y_global, y_local], dim=-1)
+
+    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Training: the MLP keeps only its input and ``fc1``'s output for backward (the
+        normalised tokens and GELU's output are recomputed, :mod:`~mmevo.models.layers.
+        lean_linear`) and adds its residual with stochastic depth in one pass; inference: the
+        plain ops."""
+        x = x + self.global_local(x)
+        if self.mlp.drop.p > 0:
+            return add_residual(x, self.mlp(self.norm_mlp(x)), self.drop_path)
+        h = layer_norm_linear(x, self.norm_mlp, self.mlp.fc1)
+        return add_residual(x, gelu_linear(h, self.mlp.fc2), self.drop_path)
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, src: Tuple[int, int],

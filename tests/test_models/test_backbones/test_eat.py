@@ -3,6 +3,7 @@
 know: the tokenizer equality, the zoo against the official factories, input sizes (position
 embedding resizing, dense padding, the pyramid), dense loading of classification weights, the
 class-attention head in mmpretrain and the converter CLI."""
+import contextlib
 import logging
 import math
 import os.path as osp
@@ -16,7 +17,8 @@ from mmengine.logging import MMLogger
 
 from mmevo.models import EAT
 from mmevo.models.heads import ClassAttentionHead
-from mmevo.testing import load_parity_fixture, load_parity_manifest
+from mmevo.models.layers import plain_ops
+from mmevo.testing import load_parity_fixture, load_parity_manifest, saved_tensor_bytes
 from mmevo.utils.checkpoint import StateDictMismatchError
 from mmevo.utils.converters import ConversionError, get_converter
 from mmevo.utils.converters.eat import convert_eat, official_kwargs_to_mmevo
@@ -248,6 +250,31 @@ def test_with_cp_recomputes_every_block_in_backward():
         model(torch.randn(1, 3, 32, 32))[0].sum().backward()
         calls.append(counter[0])
     assert calls == [1, 2]
+
+
+def test_lean_training_equals_plain_ops_and_keeps_less():
+    """The fast route of a training step (lean MLP nodes, one-pass residuals) gives the plain
+    ops' outputs and gradients, and a block keeps a third less for backward (the normalised
+    tokens and GELU's 4x wider output are recomputed)."""
+    torch.manual_seed(0)
+    model = EAT(dict(embed_dims=32, depth=4, num_heads=4), out_indices=(1, 3)).train()
+    results = []
+    for plain in (False, True):
+        model.zero_grad()
+        inp = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+        inp.requires_grad_()
+        tokens = torch.randn(4, 256, 32, generator=torch.Generator().manual_seed(2),
+                             requires_grad=True)
+        with plain_ops() if plain else contextlib.nullcontext():
+            outs = model(inp)
+            sum(o.square().sum() for o in outs).backward()
+            _, saved = saved_tensor_bytes(lambda: model.stages[0][0](tokens))
+        results.append((outs, [inp.grad] + [p.grad.clone() for p in model.parameters()], saved))
+    (fast, fast_grads, fast_saved), (plain, plain_grads, plain_saved) = results
+    for a, b in zip(fast + tuple(fast_grads), plain + tuple(plain_grads)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # measured: 10.1 vs 15.1 token maps of 4 x 256 x 32 floats
+    assert fast_saved < 0.7 * plain_saved, (fast_saved, plain_saved)
 
 
 def test_bf16_autocast_dense_pyramid_is_finite():
