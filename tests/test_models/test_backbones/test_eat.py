@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
+import mmevo
 from mmevo.models import EAT
 from mmevo.models.heads import ClassAttentionHead
 from mmevo.models.layers import plain_ops
@@ -331,6 +332,24 @@ def test_classification_checkpoint_loads_into_the_dense_backbone(small, tmp_path
     # a classification model stays strict about dense keys it does not have
     with pytest.raises(RuntimeError, match='pyramid'):
         model.backbone.load_state_dict(dense.state_dict())
+
+
+def test_create_backbone_converts_an_official_checkpoint(small, tmp_path):
+    """mmevo.create_backbone: the official checkpoint converted on the fly gives the official
+    per-block maps; the dense pyramid backbone takes it too (its new layers named)."""
+    fixture, _ = small
+    path = str(tmp_path / 'EAT-small.pth')
+    torch.save(dict(model=fixture['state_dict']), path)
+    kwargs = official_kwargs_to_mmevo(fixture['official']['kwargs'])['backbone']
+    assert {'eat_tiny', 'eat_small', 'eat_medium', 'eat_base'} <= set(mmevo.list_models('eat_*'))
+    backbone = mmevo.create_backbone('EAT', checkpoint=path, out_indices=(0, 1, 2), **kwargs)
+    with torch.no_grad():
+        outs = backbone.eval()(fixture['inputs'][0])
+    for got, expected in zip(outs, fixture['stage_outputs'][0]):
+        torch.testing.assert_close(got, expected, atol=fixture['atol'], rtol=fixture['rtol'])
+    dense = mmevo.create_backbone('EAT', checkpoint=path, out_indices=-1, pyramid=True, **kwargs)
+    assert dense.initialised_fresh and all(k.startswith(('pyramid.', 'out_norms.'))
+                                           for k in dense.initialised_fresh)
 
 
 # ------------------------------------------------------------------------------ head
