@@ -33,8 +33,9 @@ import torch.nn as nn
 
 #: ONNX opset of the exported graphs (the default of torch's exporter since torch 2.9).
 DEFAULT_OPSET = 20
-#: Oldest opset the ``torch.export``-based exporter emits without a version conversion.
-MIN_OPSET = 18
+#: Opsets the ``torch.export``-based exporter of torch 2.14 emits (18 natively, newer ones
+#: through onnx's version converter; 18, 20 and 23 are tested).
+MIN_OPSET, MAX_OPSET = 18, 23
 #: Tolerance of :func:`check_onnx`: ``max |onnx - torch| <= ATOL + RTOL * max |torch|``.
 ATOL = 1e-4
 RTOL = 1e-4
@@ -266,7 +267,8 @@ def export_onnx(model: nn.Module,
         example (Tensor): An example input ``(N, C, H, W)``; with a dynamic batch, ``N >= 2``
             (torch.export specializes a batch of 1).
         out_file (str): The ``.onnx`` file to write (folders are created).
-        opset (int): ONNX opset, >= :data:`MIN_OPSET`. Defaults to :data:`DEFAULT_OPSET`.
+        opset (int): ONNX opset in [:data:`MIN_OPSET`, :data:`MAX_OPSET`]. Defaults to
+            :data:`DEFAULT_OPSET`.
         dynamic_batch (bool): A symbolic batch axis (named ``'batch'``). Defaults to True.
         task_model (bool): Call ``model(x, mode='tensor')`` (an mmpretrain classifier: its
             logits). Defaults to False.
@@ -281,9 +283,10 @@ def export_onnx(model: nn.Module,
     """
     require('onnxscript')
     onnx = require('onnx')
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ValueError(f'opset must be an int >= {MIN_OPSET} (torch.export-based exporter), '
-                         f'got {opset!r}')
+    newest = min(MAX_OPSET, onnx.defs.onnx_opset_version())
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(f'opset must be an int in [{MIN_OPSET}, {newest}] (what torch\'s '
+                         f'exporter and onnx {onnx.__version__} support), got {opset!r}')
     if example.dim() != 4:
         raise ValueError(f'example must be an (N, C, H, W) tensor, got shape '
                          f'{tuple(example.shape)}')
@@ -327,7 +330,11 @@ def export_onnx(model: nn.Module,
     large = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.5 * 2**30
     onnx.save_model(proto, out_file, save_as_external_data=large,
                     location=osp.basename(out_file) + '.data' if large else None)
-    onnx.checker.check_model(out_file)
+    try:
+        onnx.checker.check_model(out_file)
+    except Exception as err:
+        raise ExportError(f'{what}: the exported file is not valid ONNX at opset {opset} '
+                          f'({_last_line(err)})') from err
     return names
 
 

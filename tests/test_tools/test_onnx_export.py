@@ -200,8 +200,10 @@ def test_op_without_onnx_translation_names_the_module(tmp_path):
 def test_bad_arguments(tmp_path):
     model = _tiny(ZOO['GCCConvNeXt'])
     path = str(tmp_path / 'x.onnx')
-    with pytest.raises(ValueError, match=r'opset must be an int >= 18.*got 13'):
+    with pytest.raises(ValueError, match=r'opset must be an int in \[18, 23\].*got 13'):
         export_onnx(model, torch.randn(2, 3, 64, 64), path, opset=13)
+    with pytest.raises(ValueError, match=r'opset must be an int in \[18, 23\].*got 24'):
+        export_onnx(model, torch.randn(2, 3, 64, 64), path, opset=24)
     with pytest.raises(ValueError, match=r'dynamic batch needs an example batch >= 2.*got 1'):
         export_onnx(model, torch.randn(1, 3, 64, 64), path)
     with pytest.raises(ValueError, match=r'\(N, C, H, W\) tensor, got shape \(3, 64, 64\)'):

@@ -21,7 +21,15 @@ import sys
 from mmengine.config import Config, DictAction
 
 import mmevo  # noqa: F401  (mmevo:: bases and safe loading, before any config is parsed)
-from mmevo.deployment.onnx import ATOL, DEFAULT_OPSET, RTOL, ExportError, export_config
+from mmevo.deployment.onnx import (
+    ATOL,
+    DEFAULT_OPSET,
+    MAX_OPSET,
+    MIN_OPSET,
+    RTOL,
+    ExportError,
+    export_config,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         'test pipeline\'s crop for classification configs, 800x1280 for mmdet, 512x2048 for '
         'mmseg')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
-                        help=f'ONNX opset (default {DEFAULT_OPSET}, at least 18)')
+                        help=f'ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})')
     parser.add_argument('--dynamic-batch', action=argparse.BooleanOptionalAction, default=True,
                         help='symbolic batch axis named "batch" (default: on)')
     parser.add_argument('--check', action=argparse.BooleanOptionalAction, default=True,
