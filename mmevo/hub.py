@@ -15,6 +15,7 @@ the family's registered converter on the fly. Files are read with ``weights_only
 (:func:`mmevo.utils.checkpoint.read_checkpoint`): nothing in them runs.
 """
 import fnmatch
+import inspect
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
@@ -55,7 +56,7 @@ def list_models(pattern: str = '*') -> List[str]:
 
 def create_backbone(name: str,
                     *,
-                    out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                    out_indices: Optional[Union[int, Sequence[int]]] = None,
                     checkpoint: Optional[str] = None,
                     allow_nonfinite: bool = False,
                     **kwargs) -> nn.Module:
@@ -64,8 +65,9 @@ def create_backbone(name: str,
     Args:
         name (str): A name of :func:`list_models` (``'eatformer_small'``), or a backbone class
             name (``'EATFormer'``) with ``arch=...`` in ``kwargs``.
-        out_indices (int | Sequence[int]): Stages to return. Defaults to the four stages of
-            a hierarchical backbone.
+        out_indices (int | Sequence[int], optional): Stages to return. Defaults to the
+            family's feature stages (``feature_indices``): every stage of a hierarchical
+            backbone, four evenly spaced blocks of a columnar one (EAT).
         checkpoint (str, optional): An mmevo checkpoint (``backbone.*`` keys, or a backbone's
             own keys) or an official checkpoint of the family (converted on the fly).
         allow_nonfinite (bool): Accept NaN/Inf weights. Defaults to False.
@@ -86,6 +88,9 @@ def create_backbone(name: str,
         close = difflib.get_close_matches(name.lower(), list(names) + list(classes), n=3)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ''
         raise KeyError(f'{name!r} is not an mmevo backbone.{hint} See mmevo.list_models().')
+    if out_indices is None:
+        arch = kwargs.get('arch', inspect.signature(cls).parameters['arch'].default)
+        out_indices = cls.feature_indices(cls.parse_arch(arch))
     backbone = cls(out_indices=out_indices, **kwargs)
     if checkpoint is not None:
         load_backbone_weights(backbone, checkpoint, allow_nonfinite=allow_nonfinite)

@@ -44,6 +44,13 @@ def test_create_backbone_official_and_converted_checkpoints(tmp_path):
             torch.testing.assert_close(got, exp, atol=fx['atol'], rtol=fx['rtol'])
 
 
+def test_create_backbone_returns_the_feature_stages():
+    """Every stage of a hierarchical backbone; four evenly spaced blocks of columnar EAT."""
+    assert mmevo.create_backbone('eatformer_tiny').out_indices == (0, 1, 2, 3)
+    assert mmevo.create_backbone('eat_tiny').out_indices == (2, 5, 8, 11)
+    assert mmevo.create_backbone('eat_tiny', out_indices=-1).out_indices == (11, )
+
+
 def test_create_backbone_by_name_and_kwargs():
     model = mmevo.create_backbone('eatformer_mobile', out_indices=-1, frozen_stages=1)
     assert model.arch_settings['embed_dims'] == [48, 64, 160, 256]

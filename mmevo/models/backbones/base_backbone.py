@@ -147,6 +147,12 @@ class StagedBackbone(BaseModule):
         return cls.num_stages
 
     @classmethod
+    def feature_indices(cls, settings: dict) -> Tuple[int, ...]:
+        """The stages a feature extractor returns by default (``mmevo.create_backbone``):
+        every stage of a hierarchical backbone."""
+        return tuple(range(cls.stages_of(settings)))
+
+    @classmethod
     def parse_arch(cls, arch: Union[str, dict], **overrides) -> dict:
         """Resolve ``arch`` into a full, checked settings dict (a copy).
 

@@ -350,6 +350,12 @@ class EAT(StagedBackbone):
         return settings['depth']
 
     @classmethod
+    def feature_indices(cls, settings: dict) -> Tuple[int, ...]:
+        """Four evenly spaced blocks (``(2, 5, 8, 11)`` of 12), as mmseg's ViT configs tap."""
+        depth = settings['depth']
+        return tuple(sorted({max(0, depth * k // 4 - 1) for k in range(1, 5)}))
+
+    @classmethod
     def check_arch_rules(cls, s: dict) -> None:
         name = cls.__name__
         dim, heads = s['embed_dims'], s['num_heads']
