@@ -138,7 +138,7 @@ class GroupAggregator(nn.Module):
         """
         if fast_route(self, qkv):
             return self.forward_fast(qkv)
-        *segments, local = qkv.split(self.seg_dim, dim=1)
+        segments, local = self._split(qkv)
         proxies = torch.cat([
             self.act(norm(aggregator(seg)))
             for seg, aggregator, norm in zip(segments, self.aggregators, self.norms)
@@ -147,12 +147,21 @@ class GroupAggregator(nn.Module):
 
     def forward_fast(self, qkv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` through :func:`separable_conv_bn_hardswish`."""
-        *segments, local = qkv.split(self.seg_dim, dim=1)
+        segments, local = self._split(qkv)
         proxies = torch.cat([
             separable_conv_bn_hardswish(seg, aggregator, norm)
             for seg, aggregator, norm in zip(segments, self.aggregators, self.norms)
         ], dim=1)
         return proxies, self._local(local)
+
+    def _split(self, qkv: torch.Tensor):
+        *segments, local = qkv.split(self.seg_dim, dim=1)
+        if not torch.is_grad_enabled():
+            # The first segment in NCHW memory: torch.cat takes its layout, so the proxies come
+            # out channel-major (the attention's layout) in one pass. (In training the copy
+            # would be kept for the backward pass instead of the view.)
+            segments[0] = segments[0].contiguous()
+        return segments, local
 
     def _local(self, local: torch.Tensor) -> torch.Tensor:
         local = torch.cat(local.chunk(3, dim=0), dim=1)  # segment 4 of q | k | v
@@ -210,15 +219,21 @@ class GroupMixAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B = x.shape[0]
-        qkv = self.qkv(x.permute(0, 2, 3, 1))
-        # q, k, v stacked on the batch axis, as channels-last maps (3B, C, H, W)
-        qkv = rearrange(qkv, 'b h w (t c) -> (t b) h w c', t=3).permute(0, 3, 1, 2)
-        proxies, local = self.aggregator(qkv)
+        B, C, H, W = x.shape
+        # q | k | v (qkv's output split in three) stacked on the batch axis, (3B, H, W, C)
+        # tokens: one batched product straight into that layout
+        tokens = x.permute(0, 2, 3, 1).reshape(1, B * H * W, C).expand(3, -1, -1)
+        weight = self.qkv.weight.view(3, C, C).transpose(1, 2)
+        if self.qkv.bias is None:
+            qkv = torch.bmm(tokens, weight)
+        else:
+            qkv = torch.baddbmm(self.qkv.bias.view(3, 1, C), tokens, weight)
+        proxies, local = self.aggregator(qkv.view(3 * B, H, W, C).permute(0, 3, 1, 2))
         # channel-major proxies: per head, tokens are contiguous rows (softmax over them)
         q, k, v = proxies.contiguous().split(B, dim=0)
         y = self.linear_attention(q, k, v).mul_(self.scale) + self.crpe(q, v)
-        y = torch.cat([y, local], dim=1).permute(0, 2, 3, 1)
+        # concatenated as (B, H, W, C) tokens for the projection
+        y = torch.cat([y.permute(0, 2, 3, 1), local.permute(0, 2, 3, 1)], dim=-1)
         return self.proj_drop(self.proj(y)).permute(0, 3, 1, 2)
 
     def linear_attention(self, q: torch.Tensor, k: torch.Tensor,
