@@ -9,9 +9,11 @@ and value maps are each split into five channel segments; a *group aggregator* o
 branches; the fifth segments of q, k and v together form a non-attention local branch. All
 modules work on NCHW maps.
 
-Fast routes (:mod:`.fast_path`): in inference the aggregators' BatchNorms are folded into their
-point-wise convolutions with Hardswish as a oneDNN post-op; in training :func:`bn_hardswish`
-keeps only the BatchNorm input for the backward pass.
+Fast routes (:mod:`.fast_path`): q, k and v come from one batched matrix product straight into
+the stacked layout the aggregators take; in inference the aggregators' BatchNorms are folded into
+their point-wise convolutions with Hardswish as a oneDNN post-op; in training
+:func:`bn_hardswish` keeps only the BatchNorm input for the backward pass. (Under tracing, e.g.
+FLOP counting, the plain ops run: ``qkv`` as the linear layer it is.)
 """
 from collections import OrderedDict
 from typing import Dict, Sequence, Tuple
@@ -220,21 +222,30 @@ class GroupMixAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        # q | k | v (qkv's output split in three) stacked on the batch axis, (3B, H, W, C)
-        # tokens: one batched product straight into that layout
-        tokens = x.permute(0, 2, 3, 1).reshape(1, B * H * W, C).expand(3, -1, -1)
-        weight = self.qkv.weight.view(3, C, C).transpose(1, 2)
-        if self.qkv.bias is None:
-            qkv = torch.bmm(tokens, weight)
+        if fast_route(self, x):
+            qkv = self.stacked_qkv(x)
         else:
-            qkv = torch.baddbmm(self.qkv.bias.view(3, 1, C), tokens, weight)
-        proxies, local = self.aggregator(qkv.view(3 * B, H, W, C).permute(0, 3, 1, 2))
+            qkv = rearrange(self.qkv(x.permute(0, 2, 3, 1)), 'b h w (t c) -> (t b) h w c', t=3)
+        # q, k, v stacked on the batch axis as channels-last maps (3B, C, H, W)
+        proxies, local = self.aggregator(qkv.permute(0, 3, 1, 2))
         # channel-major proxies: per head, tokens are contiguous rows (softmax over them)
         q, k, v = proxies.contiguous().split(B, dim=0)
         y = self.linear_attention(q, k, v).mul_(self.scale) + self.crpe(q, v)
         # concatenated as (B, H, W, C) tokens for the projection
         y = torch.cat([y.permute(0, 2, 3, 1), local.permute(0, 2, 3, 1)], dim=-1)
         return self.proj_drop(self.proj(y)).permute(0, 3, 1, 2)
+
+    def stacked_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """``qkv(x)`` split into q | k | v and stacked on the batch axis, ``(3B, H, W, C)``
+        tokens, by one batched matrix product straight into that layout (no copy)."""
+        B, C, H, W = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(1, B * H * W, C).expand(3, -1, -1)
+        weight = self.qkv.weight.view(3, C, C).transpose(1, 2)
+        if self.qkv.bias is None:
+            qkv = torch.bmm(tokens, weight)
+        else:
+            qkv = torch.baddbmm(self.qkv.bias.view(3, 1, C), tokens, weight)
+        return qkv.view(3 * B, H, W, C)
 
     def linear_attention(self, q: torch.Tensor, k: torch.Tensor,
                          v: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmevo.models.backbones.groupmixformer import GMABlock
-from mmevo.models.layers import GroupAggregator, plain_ops
+from mmevo.models.layers import GroupAggregator, GroupMixAttention, plain_ops
 from mmevo.models.layers.group_mix_attention import bn_hardswish
 from mmevo.testing import saved_tensor_bytes
 
@@ -83,3 +83,12 @@ def test_block_training_keeps_a_quarter_less():
         plain, plain_bytes = saved_tensor_bytes(lambda: block(x))
     torch.testing.assert_close(fast, plain)
     assert fast_bytes < 0.8 * plain_bytes, (fast_bytes, plain_bytes)
+
+
+def test_stacked_qkv_is_the_linear_layer_split_in_three():
+    torch.manual_seed(0)
+    attn = GroupMixAttention(20)
+    x = torch.randn(2, 20, 3, 5)
+    qkv = attn.qkv(x.permute(0, 2, 3, 1))  # (B, H, W, 3C): q | k | v
+    expected = torch.cat(qkv.split(20, dim=-1), dim=0)  # stacked on the batch axis
+    torch.testing.assert_close(attn.stacked_qkv(x), expected)
