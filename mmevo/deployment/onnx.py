@@ -296,6 +296,8 @@ def export_onnx(model: nn.Module,
     model.eval()
     wrapper = ExportWrapper(model, task_model).eval()
     what = type(model).__name__
+    if hasattr(model, 'backbone'):
+        what += f' ({type(model.backbone).__name__} backbone)'
     with torch.no_grad():
         names = output_names(model, len(wrapper(example)), task_model)
     dynamic_shapes = ({0: torch.export.Dim(BATCH_AXIS, min=1)}, ) if dynamic_batch else None

@@ -268,6 +268,23 @@ def test_cli_exports_the_classifier_with_a_checkpoint(small_config, tmp_path):
     torch.testing.assert_close(torch.from_numpy(logits), expected, atol=1e-4, rtol=1e-4)
 
 
+def test_backbone_only_takes_the_backbone_weights(small_config, tmp_path):
+    from mmevo.deployment.onnx import build_export_target
+    from mmevo.utils.flops import build_model_from_cfg
+    cfg = Config.fromfile(small_config)
+    model = build_model_from_cfg(cfg)
+    whole, raw = str(tmp_path / 'whole.pth'), str(tmp_path / 'backbone.pth')
+    torch.save({'state_dict': model.state_dict()}, whole)
+    torch.save(model.backbone.state_dict(), raw)
+    for ckpt in (whole, raw):
+        target = build_export_target(cfg, ckpt, backbone_only=True)
+        assert target.description == 'backbone' and not target.task_model
+        ours = target.model.state_dict()
+        assert ours.keys() == model.backbone.state_dict().keys()
+        for key, value in model.backbone.state_dict().items():
+            assert torch.equal(ours[key], value), key
+
+
 def test_cli_reports_what_does_not_export(small_config, tmp_path, capsys):
     # mmcv's C++ deformable sampler, chosen in the (narrowed EATFormer-Mobile) config
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'eatformer', 'eatformer-mobile_8xb128_in1k.py'))
