@@ -32,8 +32,19 @@ model = dict(
         act_cfg=dict(type='ReLU'),
         anchor_generator=dict(ratios=[[2, 3], [2, 3], [2, 3], [2, 3], [2, 3], [2]])))
 
+# Official augmentation: SSD crop, photometric distortion, flip, resize (no zoom-out / Expand).
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='MinIoURandomCrop', min_ious=(0.1, 0.3, 0.5, 0.7, 0.9), min_crop_size=0.3),
+    dict(type='Resize', scale=(320, 320), keep_ratio=False),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion', brightness_delta=32, contrast_range=(0.5, 1.5),
+         saturation_range=(0.5, 1.5), hue_delta=18),
+    dict(type='PackDetInputs')
+]
 # 4 GPUs x 32 images, 200 epochs (no dataset repetition).
-train_dataloader = dict(batch_size=32, dataset=dict(times=1))
+train_dataloader = dict(batch_size=32, dataset=dict(times=1, dataset=dict(pipeline=train_pipeline)))
 max_epochs = 200
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 
