@@ -9,11 +9,12 @@ and value maps are each split into five channel segments; a *group aggregator* o
 branches; the fifth segments of q, k and v together form a non-attention local branch. All
 modules work on NCHW maps.
 
-Fast routes (:mod:`.fast_path`): q, k and v come from one batched matrix product straight into
-the stacked layout the aggregators take; in inference the aggregators' BatchNorms are folded into
-their point-wise convolutions with Hardswish as a oneDNN post-op; in training
-:func:`bn_hardswish` keeps only the BatchNorm input for the backward pass. (Under tracing, e.g.
-FLOP counting, the plain ops run: ``qkv`` as the linear layer it is.)
+Fast routes (:mod:`.fast_path`): in inference q, k and v come from one batched matrix product
+straight into the stacked layout the aggregators take (in training its backward is slower than
+the linear layer's), and the aggregators' BatchNorms are folded into their point-wise
+convolutions with Hardswish as a oneDNN post-op; in training :func:`bn_hardswish` keeps only the
+BatchNorm input for the backward pass. (Under tracing, e.g. FLOP counting, the plain ops run:
+``qkv`` as the linear layer it is.)
 """
 from collections import OrderedDict
 from typing import Dict, Sequence, Tuple
@@ -222,7 +223,7 @@ class GroupMixAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        if fast_route(self, x):
+        if fused_inference(x):
             qkv = self.stacked_qkv(x)
         else:
             qkv = rearrange(self.qkv(x.permute(0, 2, 3, 1)), 'b h w (t c) -> (t b) h w c', t=3)
