@@ -382,6 +382,6 @@ class GroupMixFormer(StagedBackbone):
         if self._out_sizes is None:
             return x
         h, w = self._out_sizes[index]
-        memory_format = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
-                         else torch.contiguous_format)
-        return x[..., :h, :w].contiguous(memory_format=memory_format)
+        if self.out_channels_last and x.is_contiguous(memory_format=torch.channels_last):
+            return x[..., :h, :w].contiguous(memory_format=torch.channels_last)
+        return x[..., :h, :w]  # the base returns contiguous NCHW maps
