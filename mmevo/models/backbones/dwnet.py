@@ -143,8 +143,8 @@ class DWBlock(nn.Module):
                 scale, shift = bn_affine(self.bn)
                 kernels = self.conv.kernels(x) * scale.view(1, -1, 1, 1)
                 bias = shift if self.conv.bias is None else self.conv.bias * scale + shift
-                x = per_sample_dwconv2d(x, kernels, bias, padding=self.conv.kernel_size // 2)
-                x = x.relu_()
+                x = per_sample_dwconv2d(x, kernels, bias, padding=self.conv.kernel_size // 2,
+                                        act='relu')
             else:
                 x = self.act(self.bn(self.conv(x)))
             return conv_bn_act(x, self.conv2, self.bn2)

@@ -20,10 +20,14 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
 from .depthwise import dwconv2d
-from .fast_path import batch_stats_norm
+from .fast_path import batch_stats_norm, fused_inference
 from .norm import build_norm
 
 _IntPair = Union[int, Tuple[int, int]]
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def per_sample_dwconv2d(x: torch.Tensor,
@@ -31,16 +35,22 @@ def per_sample_dwconv2d(x: torch.Tensor,
                         bias: Optional[torch.Tensor] = None,
                         stride: _IntPair = 1,
                         padding: _IntPair = 0,
-                        dilation: _IntPair = 1) -> torch.Tensor:
+                        dilation: _IntPair = 1,
+                        act: Optional[str] = None) -> torch.Tensor:
     """Depth-wise convolution of every sample with its own kernels.
 
-    ``out[b, c] = conv(x[b, c], weight[b, c]) + bias[c]`` (or ``bias[b, c]``), zero padding.
+    ``out[b, c] = act(conv(x[b, c], weight[b, c]) + bias[c])`` (or ``bias[b, c]``), zero
+    padding. The samples are the groups of one grouped convolution over ``(1, B * C, H, W)``;
+    a channels-last input is laid out as channels-last planes (one copy in, one out: the
+    depth-wise kernels are faster on that layout) and the output is channels-last too.
 
     Args:
         x (Tensor): Input, ``(B, C, H, W)``.
         weight (Tensor): Kernels, ``(B, C, kh, kw)``.
         bias (Tensor, optional): ``(C, )`` shared by the samples, or ``(B, C)``.
         stride, padding, dilation (int | tuple): As in ``F.conv2d``.
+        act (str, optional): ``'relu'`` after the convolution (a oneDNN post-op in fused
+            inference). Defaults to None.
 
     Returns:
         Tensor: ``(B, C, H', W')``.
@@ -49,22 +59,37 @@ def per_sample_dwconv2d(x: torch.Tensor,
         raise ValueError(f'per_sample_dwconv2d expects x (B, C, H, W) and weight (B, C, kh, kw) '
                          f'with the same B and C, got {tuple(x.shape)} and '
                          f'{tuple(weight.shape)}')
+    if act not in (None, 'relu'):
+        raise ValueError(f"per_sample_dwconv2d: act must be None or 'relu', got {act!r}")
     B, C, H, W = x.shape
     if bias is not None:
         if bias.shape not in ((C, ), (B, C)):
             raise ValueError(f'per_sample_dwconv2d: bias must be ({C},) or ({B}, {C}), got '
                              f'{tuple(bias.shape)}')
         bias = bias.expand(B, C).reshape(B * C)
-    planes = x.reshape(1, B * C, H, W)
+    channels_last = _channels_last(x)
+    if channels_last:  # (B, H, W, C) memory -> (H, W, B, C): channels-last (1, B * C, H, W)
+        planes = x.permute(2, 3, 0, 1).contiguous().view(1, H, W, B * C).permute(0, 3, 1, 2)
+    else:
+        planes = x.reshape(1, B * C, H, W)
     kernels = weight.reshape(B * C, 1, *weight.shape[2:])
-    if _pair(stride) == (1, 1):  # with the fast backward when training on CPU
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    if act == 'relu' and fused_inference(x):
+        out = torch.ops.mkldnn._convolution_pointwise(planes, kernels, bias, list(padding),
+                                                      list(stride), list(dilation), B * C,
+                                                      'relu', [], None)
+        act = None
+    elif stride == (1, 1):  # with the fast backward when training on CPU
         out = dwconv2d(planes, kernels, bias, padding, dilation)
     else:
         out = F.conv2d(planes, kernels, bias, stride, padding, dilation, B * C)
-    out = out.view(B, C, *out.shape[2:])
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        out = out.contiguous(memory_format=torch.channels_last)  # keep the input's layout
-    return out
+    Ho, Wo = out.shape[2:]
+    if channels_last:
+        out = out.permute(0, 2, 3, 1).reshape(Ho, Wo, B, C).permute(2, 3, 0, 1)
+        out = out.contiguous(memory_format=torch.channels_last)
+    else:
+        out = out.reshape(B, C, Ho, Wo)
+    return out if act is None else F.relu(out)
 
 
 class DynamicDWConv2d(nn.Module):

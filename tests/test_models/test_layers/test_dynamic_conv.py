@@ -50,12 +50,33 @@ def test_per_sample_dwconv2d_equals_a_loop_over_the_batch(conv, bias, plain):
         torch.testing.assert_close(g, r)
 
 
-def test_per_sample_dwconv2d_channels_last_input():
-    x = torch.randn(2, 6, 10, 12)
-    w = torch.randn(2, 6, 3, 3)
-    ref = per_sample_dwconv2d(x, w, padding=1)
-    got = per_sample_dwconv2d(x.contiguous(memory_format=torch.channels_last), w, padding=1)
+@pytest.mark.parametrize('stride', [1, 2])
+def test_per_sample_dwconv2d_channels_last_input(stride):
+    """A channels-last input runs on channels-last planes and gives a channels-last output."""
+    x = torch.randn(3, 6, 10, 12)
+    w = torch.randn(3, 6, 3, 3)
+    b = torch.randn(6)
+    ref = _loop_per_sample(x, w, b, padding=1, stride=stride)
+    got = per_sample_dwconv2d(x.contiguous(memory_format=torch.channels_last), w, b, padding=1,
+                              stride=stride)
+    assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got, ref)
+
+
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_per_sample_dwconv2d_relu(layout):
+    """``act='relu'``: a oneDNN post-op without autograd, F.relu otherwise; same values."""
+    x = torch.randn(2, 8, 9, 11).contiguous(memory_format=layout)
+    w = torch.randn(2, 8, 5, 5, requires_grad=True)
+    ref = F.relu(_loop_per_sample(x, w, None, padding=2))
+    with torch.no_grad():
+        torch.testing.assert_close(per_sample_dwconv2d(x, w, padding=2, act='relu'), ref)
+    got = per_sample_dwconv2d(x, w, padding=2, act='relu')
+    torch.testing.assert_close(got, ref)
+    got.sum().backward()
+    assert w.grad is not None
+    with pytest.raises(ValueError, match="act must be None or 'relu', got 'gelu'"):
+        per_sample_dwconv2d(x, w, act='gelu')
 
 
 def test_per_sample_dwconv2d_bad_shapes():
