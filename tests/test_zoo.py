@@ -176,6 +176,22 @@ def test_with_cp_same_outputs_and_gradients(entry):
 
 
 @pytest.mark.parametrize('entry', ENTRIES, ids=_id)
+def test_with_cp_updates_bn_statistics_once(entry):
+    """Training with with_cp: the recomputation in backward does not update BatchNorm running
+    statistics a second time (they equal a plain training step's)."""
+    plain = _tiny(entry).train()
+    ckpt = _tiny(entry, with_cp=True).train()
+    ckpt.load_state_dict(plain.state_dict())
+    h, w = entry.small_input
+    x = torch.randn(2, 3, h, w)
+    for model in (plain, ckpt):
+        torch.manual_seed(1)  # the same stochastic depth draws
+        sum(o.square().sum() for o in model(x.clone().requires_grad_())).backward()
+    for (name, a), b in zip(plain.named_buffers(), ckpt.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize('entry', ENTRIES, ids=_id)
 def test_channels_last_input_and_output_layout(entry):
     model = _tiny(entry).eval()
     h, w = entry.small_input

@@ -54,14 +54,27 @@ def parity_cases() -> List[Tuple[str, str]]:
 
 
 def load_parity_manifest(family_prefix: str = '') -> List[dict]:
-    """Variants of the parity manifest whose family starts with ``family_prefix``."""
-    for name in ('manifest.json', f'manifest_{family_prefix}.json'):
-        path = find_parity_file(name)
-        if path is not None:
-            with open(path) as f:
-                variants = json.load(f)['variants']
-            return [v for v in variants if v['family'].startswith(family_prefix)]
-    raise FileNotFoundError(f'no parity manifest found in {_parity_dirs()}')
+    """Variants of the parity manifest whose family starts with ``family_prefix``.
+
+    The full ``manifest.json`` (``../shared/parity``) when present, else the per-family
+    ``manifest_<family>.json`` copies in ``tests/data/parity`` (all of them for no prefix).
+    """
+    path = find_parity_file('manifest.json')
+    if path is not None:
+        paths = [path]
+    else:
+        paths = sorted({osp.join(folder, name) for folder in _parity_dirs() if osp.isdir(folder)
+                        for name in os.listdir(folder)
+                        if name.startswith(f'manifest_{family_prefix}') and name.endswith('.json')})
+    if not paths:
+        raise FileNotFoundError(f'no parity manifest found in {_parity_dirs()}')
+    variants: Dict[str, dict] = {}
+    for path in paths:
+        with open(path) as f:
+            for variant in json.load(f)['variants']:
+                if variant['family'].startswith(family_prefix):
+                    variants.setdefault(variant['variant'], variant)
+    return list(variants.values())
 
 
 def all_stage_outputs(backbone: nn.Module, x: torch.Tensor) -> Sequence[torch.Tensor]:

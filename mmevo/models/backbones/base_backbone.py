@@ -24,7 +24,8 @@ stage_strides)``.
 """
 import copy
 import difflib
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from contextlib import contextmanager, nullcontext
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -283,7 +284,8 @@ class StagedBackbone(BaseModule):
 
     def _run(self, module: nn.Module, x):
         if self._use_cp(x, module):
-            return cp.checkpoint(module, x, use_reentrant=False)
+            return cp.checkpoint(module, x, use_reentrant=False,
+                                 context_fn=lambda: (nullcontext(), _bn_stats_kept(module)))
         return module(x)
 
     def forward_stem(self, x: torch.Tensor):
@@ -456,6 +458,24 @@ def _log_unused_parts(name: str, checkpoint: Mapping, prefix: str, source: str) 
         unused = ', '.join(f'{part}.* ({n} tensors)' for part, n in sorted(parts.items()))
         print_log(f'{name}: loaded the {prefix}* weights of {source}; not used here: {unused}',
                   logger='current')
+
+
+@contextmanager
+def _bn_stats_kept(module: nn.Module) -> Iterator[None]:
+    """Restore the BatchNorm statistics of ``module`` after the block: the recomputation of a
+    checkpointed layer in backward must not update them a second time."""
+    bns = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.training
+           and m.track_running_stats and m.running_mean is not None]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+             for m in bns]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (mean, var, count) in zip(bns, saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
 
 
 def _check_init_cfg(name: str, init_cfg) -> None:
