@@ -40,9 +40,6 @@ DYNAMIC_BATCH_LIMITS = {
     # per-sample kernels as one grouped conv of B * C groups: ONNX Conv's `group` is a constant
     'DWNet': r"module 'stages\.\d+\.\d+\.dw\.conv' \(DynamicDWConv2d\).*"
              r"groups\) depends on the batch size",
-    # local.chunk(3, dim=0) on the (3B, ...) q|k|v stack: torch.export guards (4B - 1) // B == 3
-    'GroupMixFormer': r"dynamic batch axis.*module 'stages\.\d+\.\d+\.attn\.aggregator' "
-                      r'\(GroupAggregator\)',
 }
 
 

@@ -167,7 +167,8 @@ class GroupAggregator(nn.Module):
         return segments, local
 
     def _local(self, local: torch.Tensor) -> torch.Tensor:
-        local = torch.cat(local.chunk(3, dim=0), dim=1)  # segment 4 of q | k | v
+        # segment 4 of q | k | v (unflatten, not chunk: the batch stays symbolic in export)
+        local = torch.cat(local.unflatten(0, (3, -1)).unbind(0), dim=1)
         return self.act(self.local_norm(self.local_aggregator(local)))
 
 
@@ -230,7 +231,7 @@ class GroupMixAttention(nn.Module):
         # q, k, v stacked on the batch axis as channels-last maps (3B, C, H, W)
         proxies, local = self.aggregator(qkv.permute(0, 3, 1, 2))
         # channel-major proxies: per head, tokens are contiguous rows (softmax over them)
-        q, k, v = proxies.contiguous().split(B, dim=0)
+        q, k, v = proxies.contiguous().unflatten(0, (3, B)).unbind(0)
         y = self.linear_attention(q, k, v).mul_(self.scale) + self.crpe(q, v)
         # concatenated as (B, H, W, C) tokens for the projection
         y = torch.cat([y.permute(0, 2, 3, 1), local.permute(0, 2, 3, 1)], dim=-1)
