@@ -357,14 +357,16 @@ def test_create_backbone_converts_an_official_checkpoint(small, tmp_path):
 
 def test_image_classifier_gives_the_official_logits(small):
     """mmpretrain's ImageClassifier(EAT + ClassAttentionHead) with converted weights."""
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
     from mmpretrain.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     fixture, _ = small
     cfg = official_kwargs_to_mmevo(fixture['official']['kwargs'])
-    classifier = MODELS.build(dict(
-        type='ImageClassifier', backbone=dict(type='mmevo.EAT', **cfg['backbone']),
-        head=dict(type='mmevo.ClassAttentionHead', **cfg['head'])))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope ran before
+        classifier = MODELS.build(dict(
+            type='ImageClassifier', backbone=dict(type='mmevo.EAT', **cfg['backbone']),
+            head=dict(type='mmevo.ClassAttentionHead', **cfg['head'])))
     classifier.load_state_dict(convert_eat(fixture['state_dict']), strict=True)
     classifier.eval()
     with torch.no_grad():
