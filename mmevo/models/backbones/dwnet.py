@@ -123,18 +123,22 @@ class DWBlock(nn.Module):
         self.bn2 = build_norm(norm_cfg, dim)
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The block on ``x``, plus ``residual`` when given."""
         if fast_route(self, x):
-            return self.forward_fast(x)
+            return self.forward_fast(x, residual)
         x = self.act(self.bn0(self.conv0(x)))
         x = self.act(self.bn(self.conv(x)))
-        return self.bn2(self.conv2(x))
+        x = self.bn2(self.conv2(x))
+        return x if residual is None else residual + x
 
-    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_fast(self, x: torch.Tensor,
+                     residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Inference: every BatchNorm folded into the convolution before it (per-sample kernels
-        scaled by theirs), ReLU as a oneDNN post-op. Training: the static depth-wise
-        convolution's backward as forward convolutions (:func:`~mmevo.models.layers.dwconv`;
-        the dynamic one has it built in)."""
+        scaled by theirs), ReLU as a oneDNN post-op, the residual added in place. Training: the
+        static depth-wise convolution's backward as forward convolutions
+        (:func:`~mmevo.models.layers.dwconv`; the dynamic one has it built in)."""
         if fused_inference(x):
             x = conv_bn_act(x, self.conv0, self.bn0, 'relu')
             if self.mode == 'static':
@@ -147,10 +151,11 @@ class DWBlock(nn.Module):
                                         act='relu')
             else:
                 x = self.act(self.bn(self.conv(x)))
-            return conv_bn_act(x, self.conv2, self.bn2)
+            return conv_bn_act(x, self.conv2, self.bn2, residual=residual)
         x = self.act(self.bn0(self.conv0(x)))
         x = self.act(self.bn(dwconv(x, self.conv) if self.mode == 'static' else self.conv(x)))
-        return self.bn2(self.conv2(x))
+        x = self.bn2(self.conv2(x))
+        return x if residual is None else residual + x
 
 
 class DWNetBlock(nn.Module):
@@ -192,10 +197,13 @@ class DWNetBlock(nn.Module):
         k = self.kernel_size
         pad_h, pad_w = (-H % k, -W % k) if self.pad_to_window else (0, 0)
         if pad_h or pad_w:
-            y = self.dw(F.pad(x, (0, pad_w, 0, pad_h)))[:, :, :H, :W]
+            x = add_residual(x, self.dw(F.pad(x, (0, pad_w, 0, pad_h)))[:, :, :H, :W],
+                             self.drop_path)
+        elif self.drop_path.training and getattr(self.drop_path, 'drop_prob', 0) > 0:
+            x = add_residual(x, self.dw(x), self.drop_path)
         else:
-            y = self.dw(x)
-        return self.ffn(add_residual(x, y, self.drop_path))
+            x = self.dw(x, residual=x)
+        return self.ffn(x)
 
 
 _ODD = Domain(lambda v: v in POSITIVE_INT and v % 2 == 1, 'a positive odd int')
