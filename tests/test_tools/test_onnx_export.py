@@ -16,6 +16,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from tool_helpers import REPO, load_tool
 
@@ -32,16 +33,6 @@ from mmevo.models.layers import fast_path
 from mmevo.testing.zoo import ZOO, shrink_backbone_cfg
 
 ENTRIES = sorted(ZOO.values(), key=lambda e: e.backbone)
-
-# Families whose code fixes the batch size somewhere: a dynamic batch fails with this error
-# (naming the module and why), a fixed batch exports. Delete a family's line when its code is
-# fixed: the round trip then checks the dynamic batch (and this table's test fails until then).
-DYNAMIC_BATCH_LIMITS = {
-    # per-sample kernels as one grouped conv of B * C groups: ONNX Conv's `group` is a constant
-    'DWNet': r"module 'stages\.\d+\.\d+\.dw\.conv' \(DynamicDWConv2d\).*"
-             r"groups\) depends on the batch size",
-}
-
 
 @pytest.fixture(autouse=True, scope='module')
 def one_thread():
@@ -92,26 +83,18 @@ def test_round_trip(entry, tmp_path):
     shape = (model.in_channels, *entry.small_input)
     example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
     path = str(tmp_path / f'{entry.backbone}.onnx')
-    limit = DYNAMIC_BATCH_LIMITS.get(entry.backbone)
-    if limit is not None:
-        with pytest.raises(ExportError, match=limit):
-            export_onnx(model, example, path)
-        names = export_onnx(model, example, path, dynamic_batch=False)
-        result = check_onnx(path, model, shape, batch_sizes=(2, ))
-        assert onnx.load(path).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
-    else:
-        spy = _FastRouteSpy(model)
-        try:
-            names = export_onnx(model, example, path)
-        finally:
-            spy.remove()
-        assert spy.calls > 0 and not spy.fast, f'fast routes ran while exporting: {spy.fast}'
-        result = check_onnx(path, model, shape, batch_sizes=(1, 3))
-        proto = onnx.load(path)
-        assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == BATCH_AXIS
-        assert all(o.type.tensor_type.shape.dim[0].dim_param == BATCH_AXIS
-                   for o in proto.graph.output)
-        assert sorted(result.errors) == [1, 3]
+    spy = _FastRouteSpy(model)
+    try:
+        names = export_onnx(model, example, path)
+    finally:
+        spy.remove()
+    assert spy.calls > 0 and not spy.fast, f'fast routes ran while exporting: {spy.fast}'
+    result = check_onnx(path, model, shape, batch_sizes=(1, 3))
+    proto = onnx.load(path)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == BATCH_AXIS
+    assert all(o.type.tensor_type.shape.dim[0].dim_param == BATCH_AXIS
+               for o in proto.graph.output)
+    assert sorted(result.errors) == [1, 3]
     assert names == [f'stage{i}' for i in model.out_indices]
     assert result.passed, result.summary()
     assert result.max_abs_error <= ATOL + RTOL * max(
@@ -192,6 +175,31 @@ def test_op_without_onnx_translation_names_the_module(tmp_path):
                        r"mmevo_test\.double\.default in module '1\.0' \(_Double\).*"
                        r"has no ONNX translation at opset 20"):
         export_onnx(model, torch.randn(2, 3, 8, 8), str(tmp_path / 'x.onnx'))
+
+
+class _BatchGroups(torch.nn.Module):
+    """Per-sample kernels as one convolution of ``B * C`` groups: the group count (an ONNX
+    attribute, a constant) depends on the batch size."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(4, 1, 3, 3))
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        planes = x.reshape(1, B * C, H, W)
+        out = F.conv2d(planes, self.weight.repeat(B, 1, 1, 1), padding=1, groups=B * C)
+        return out.view(B, C, H, W)
+
+
+def test_batch_dependent_attribute_names_the_module(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Identity(), _BatchGroups()).eval()
+    path = str(tmp_path / 'x.onnx')
+    with pytest.raises(ExportError, match=r"module '1' \(_BatchGroups\).*groups\) depends on "
+                       r"the batch size.*--no-dynamic-batch"):
+        export_onnx(model, torch.randn(2, 4, 8, 8), path)
+    export_onnx(model, torch.randn(2, 4, 8, 8), path, dynamic_batch=False)
+    assert check_onnx(path, model, (4, 8, 8), batch_sizes=(2, )).passed
 
 
 def test_bad_arguments(tmp_path):

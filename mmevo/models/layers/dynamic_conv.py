@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
 from .depthwise import dwconv2d
-from .fast_path import batch_stats_norm, fused_inference
+from .fast_path import batch_stats_norm, exporting, fused_inference
 from .norm import build_norm
 
 _IntPair = Union[int, Tuple[int, int]]
@@ -42,7 +42,9 @@ def per_sample_dwconv2d(x: torch.Tensor,
     ``out[b, c] = act(conv(x[b, c], weight[b, c]) + bias[c])`` (or ``bias[b, c]``), zero
     padding. The samples are the groups of one grouped convolution over ``(1, B * C, H, W)``;
     a channels-last input is laid out as channels-last planes (one copy in, one out: the
-    depth-wise kernels are faster on that layout) and the output is channels-last too.
+    depth-wise kernels are faster on that layout) and the output is channels-last too. While
+    exporting (``torch.export`` / ONNX, where a group count is a constant and would fix the batch
+    size) it is ``F.unfold`` patches times the kernels instead.
 
     Args:
         x (Tensor): Input, ``(B, C, H, W)``.
@@ -66,14 +68,20 @@ def per_sample_dwconv2d(x: torch.Tensor,
         if bias.shape not in ((C, ), (B, C)):
             raise ValueError(f'per_sample_dwconv2d: bias must be ({C},) or ({B}, {C}), got '
                              f'{tuple(bias.shape)}')
-        bias = bias.expand(B, C).reshape(B * C)
+        bias = bias.expand(B, C)
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    if exporting():
+        # ONNX Conv's group count is a constant, so B * C groups would fix the batch size
+        out = _per_sample_dwconv2d_unfold(x, weight, bias, stride, padding, dilation)
+        return out if act is None else F.relu(out)
+    if bias is not None:
+        bias = bias.reshape(B * C)
     channels_last = _channels_last(x)
     if channels_last:  # (B, H, W, C) memory -> (H, W, B, C): channels-last (1, B * C, H, W)
         planes = x.permute(2, 3, 0, 1).contiguous().view(1, H, W, B * C).permute(0, 3, 1, 2)
     else:
         planes = x.reshape(1, B * C, H, W)
     kernels = weight.reshape(B * C, 1, *weight.shape[2:])
-    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     if act == 'relu' and fused_inference(x):
         out = torch.ops.mkldnn._convolution_pointwise(planes, kernels, bias, list(padding),
                                                       list(stride), list(dilation), B * C,
@@ -90,6 +98,21 @@ def per_sample_dwconv2d(x: torch.Tensor,
     else:
         out = out.reshape(B, C, Ho, Wo)
     return out if act is None else F.relu(out)
+
+
+def _per_sample_dwconv2d_unfold(x: torch.Tensor, weight: torch.Tensor,
+                                 bias: Optional[torch.Tensor], stride: Tuple[int, int],
+                                 padding: Tuple[int, int],
+                                 dilation: Tuple[int, int]) -> torch.Tensor:
+    """:func:`per_sample_dwconv2d` without the batch in any constant: ``F.unfold`` patches
+    times the per-sample kernels, summed over the ``kh * kw`` taps (used while exporting)."""
+    B, C, H, W = x.shape
+    kh, kw = weight.shape[2:]
+    Ho = (H + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    Wo = (W + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(B, C, kh * kw, Ho * Wo)
+    out = (cols * weight.reshape(B, C, kh * kw, 1)).sum(2).view(B, C, Ho, Wo)
+    return out if bias is None else out + bias.reshape(B, C, 1, 1)
 
 
 class DynamicDWConv2d(nn.Module):

@@ -89,7 +89,7 @@ def _plain_mode() -> bool:
             or torch.onnx.is_in_onnx_export() or not fast_path_enabled())
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
     """Inside ``torch.export`` or an ONNX export (custom C++ ops cannot be traced there)."""
     return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
@@ -209,7 +209,7 @@ def deform_sampler(x: torch.Tensor, sampler: str = 'auto') -> str:
         raise ValueError(f'sampler must be one of {SAMPLERS}, got {sampler!r}')
     if sampler != 'auto':
         return sampler
-    if _exporting():
+    if exporting():
         return 'grid_sample'
     return 'mmcv' if x.is_cuda and mmcv_cuda_ops_available() else 'grid_sample'
 
@@ -224,6 +224,6 @@ def deform_conv_impl(x: torch.Tensor, impl: str = 'auto') -> str:
         raise ValueError(f'impl must be one of {DEFORM_CONV_IMPLS}, got {impl!r}')
     if impl != 'auto':
         return impl
-    if _exporting():
+    if exporting():
         return 'torchvision'
     return 'mmcv' if x.is_cuda and mmcv_cuda_ops_available() else 'torchvision'

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from mmevo.models.layers import (
     DynamicDWConv2d,
     InhomogeneousDWConv2d,
+    dynamic_conv,
     per_pixel_dwconv2d,
     per_sample_dwconv2d,
     plain_ops,
@@ -25,12 +26,15 @@ def _loop_per_sample(x, weight, bias, **conv):
     return torch.cat(outs)
 
 
-@pytest.mark.parametrize('plain', [False, True])
+@pytest.mark.parametrize('mode', ['fast', 'plain', 'export'])
 @pytest.mark.parametrize('conv', [dict(padding=3), dict(padding=1, stride=2),
                                   dict(padding=(2, 4), dilation=2), dict()])
 @pytest.mark.parametrize('bias', [None, 'shared', 'per_sample'])
-def test_per_sample_dwconv2d_equals_a_loop_over_the_batch(conv, bias, plain):
-    """Forward and gradients, with the fast CPU backward and with plain ops."""
+def test_per_sample_dwconv2d_equals_a_loop_over_the_batch(conv, bias, mode, monkeypatch):
+    """Forward and gradients, with the fast CPU backward, with plain ops and with the unfold
+    form used while exporting (no constant holds the batch size)."""
+    if mode == 'export':
+        monkeypatch.setattr(dynamic_conv, 'exporting', lambda: True)
     torch.manual_seed(0)
     B, C = 3, 5
     x = torch.randn(B, C, 11, 9, dtype=torch.float64, requires_grad=True)
@@ -40,7 +44,7 @@ def test_per_sample_dwconv2d_equals_a_loop_over_the_batch(conv, bias, plain):
     if b is not None:
         b.requires_grad_()
     params = [t for t in (x, weight, b) if t is not None]
-    with plain_ops() if plain else contextlib.nullcontext():
+    with plain_ops() if mode == 'plain' else contextlib.nullcontext():
         got = per_sample_dwconv2d(x, weight, b, **conv)
         grads = torch.autograd.grad(got.square().sum(), params)
     ref = _loop_per_sample(x, weight, b, **conv)
