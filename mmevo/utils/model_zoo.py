@@ -7,8 +7,9 @@
 between :data:`BEGIN_MARKER` and :data:`END_MARKER` in README.md; ``tools/misc/model_zoo_table.py
 --check`` (and its test) fail when the README and the metafiles disagree.
 
-Measured CPU throughput is a metafile field mmevo adds to mim's format, filled from
-``tools/analysis_tools/benchmark.py`` runs (never estimated)::
+Measured CPU throughput is a metafile field mmevo adds to mim's format, written by
+``tools/misc/zoo_throughput.py --write`` from ``tools/analysis_tools/benchmark.py`` runs (never
+estimated; :func:`set_throughput`)::
 
     Metadata:
       CPU Throughput (img/s): 41.2        # batch / median forward latency, eval mode
@@ -19,11 +20,12 @@ Measured CPU throughput is a metafile field mmevo adds to mim's format, filled f
         resolution: 224x224
         mode: fp32
         date: 2026-12-01
-        command: python tools/analysis_tools/benchmark.py CONFIG --mode forward --threads 2
+        command: python tools/misc/zoo_throughput.py --batch-size 32 --threads 2
 
 A model without the field shows ``–`` in the table.
 """
 import glob
+import json
 import os.path as osp
 import re
 from dataclasses import dataclass, field
@@ -334,3 +336,66 @@ def check_readme(readme: str, zoo: ModelZoo) -> List[str]:
             f'README has {have[diff] if diff < len(have) else "(nothing)"!r}, the metafiles '
             f'give {want[diff] if diff < len(want) else "(nothing)"!r}')
     return problems
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(' '))
+
+
+def _block_end(lines: List[str], start: int, indent: int) -> int:
+    """First index after ``start`` of a non-blank line indented ``<= indent`` (or the end)."""
+    for i in range(start + 1, len(lines)):
+        if lines[i].strip() and _indent(lines[i]) <= indent:
+            return i
+    return len(lines)
+
+
+def set_throughput(text: str, name: str, throughput: float, setup: Dict[str, str]) -> str:
+    """Write a model's measured CPU throughput and its setup into a metafile's text.
+
+    Only the model's ``Metadata`` block changes (an earlier measurement is replaced), so the
+    comments and layout of the rest of the file stay as they are.
+
+    Args:
+        text (str): The metafile.
+        name (str): ``Name`` of the model.
+        throughput (float): Images per second.
+        setup (dict): Every field of :data:`THROUGHPUT_SETUP_FIELDS`.
+
+    Returns:
+        str: The new text.
+    """
+    missing = [k for k in THROUGHPUT_SETUP_FIELDS if setup.get(k) in (None, '')]
+    if missing or not throughput > 0:
+        raise ModelZooError(f'model {name}: a throughput > 0 and every setup field are needed '
+                            f'(got {throughput!r}, missing: {", ".join(missing) or "none"})')
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines)
+              if re.fullmatch(rf"\s*- Name: *['\"]?{re.escape(name)}['\"]?\s*", line)]
+    if len(starts) != 1:
+        raise ModelZooError(f'the metafile has {len(starts)} models named {name!r}, not one')
+    start = starts[0]
+    key_indent = _indent(lines[start]) + 2
+    end = _block_end(lines, start, key_indent - 2)
+    meta = next((i for i in range(start + 1, end)
+                 if lines[i] == ' ' * key_indent + 'Metadata:'), None)
+    if meta is None:  # a Metadata block right after the Name line
+        lines.insert(start + 1, ' ' * key_indent + 'Metadata:')
+        meta, end = start + 1, end + 1
+    meta_end = _block_end(lines, meta, key_indent)
+    child = ' ' * (key_indent + 2)
+    body, i = [], meta + 1
+    while i < meta_end:  # drop an earlier measurement
+        if lines[i].startswith(child + THROUGHPUT_SETUP_KEY + ':'):
+            i = _block_end(lines, i, key_indent + 2)
+            continue
+        if not lines[i].startswith(child + THROUGHPUT_KEY + ':'):
+            body.append(lines[i])
+        i += 1
+    while body and not body[-1].strip():
+        body.pop()
+    body.append(f'{child}{THROUGHPUT_KEY}: {throughput:.1f}')
+    body.append(f'{child}{THROUGHPUT_SETUP_KEY}:')
+    body += [f'{child}  {k}: {json.dumps(str(setup[k]))}' for k in THROUGHPUT_SETUP_FIELDS]
+    lines[meta + 1:meta_end] = body
+    return '\n'.join(lines) + ('\n' if text.endswith('\n') else '')

@@ -17,6 +17,7 @@ from mmevo.utils.model_zoo import (
     load_model_zoo,
     render_table,
     row_names,
+    set_throughput,
     split_readme,
     write_readme,
 )
@@ -226,3 +227,76 @@ def test_tool_check_and_write(repo, capsys):
     os.remove(osp.join(repo, 'model-index.yml'))
     assert tool.main(['--root', repo, '--check']) == 1
     assert capsys.readouterr().err.strip() == 'model zoo: model-index.yml does not exist'
+
+
+NEW_SETUP = {'hardware': 'Other CPU', 'threads': 4, 'batch size': 8, 'resolution': '256x256',
+             'mode': 'fp32', 'date': '2026-12-06', 'command': 'python x.py --a: b'}
+
+
+def _model(root, name):
+    return next(m for m in load_model_zoo(root).models if m.name == name)
+
+
+@pytest.mark.parametrize('name', ['alpha-s_in1k', 'alpha-b_in1k'])
+def test_set_throughput_adds_or_replaces_the_measurement(repo, name):
+    path = osp.join(repo, 'configs', 'alpha', 'metafile.yml')
+    with open(path) as f:
+        text = f.read()
+    new = set_throughput(text, name, 41.26, NEW_SETUP)
+    with open(path, 'w') as f:
+        f.write(new)
+    model = _model(repo, name)
+    assert model.throughput == 41.3
+    assert model.throughput_setup == {k: str(v) for k, v in NEW_SETUP.items()}
+    other = 'alpha-b_in1k' if name == 'alpha-s_in1k' else 'alpha-s_in1k'
+    assert _model(repo, other).throughput == (123.45 if other == 'alpha-b_in1k' else None)
+    assert model.results == [('Image Classification', 'Top 1 Accuracy', 80.1 if name ==
+                              'alpha-s_in1k' else 83.0),
+                             ('Image Classification', 'Top 5 Accuracy', 95.0)]
+    # Nothing else of the file changes, and writing again gives the same text.
+    block = '\n      CPU Throughput (img/s): 41.3\n      CPU Throughput Setup:' + ''.join(
+        f'\n        {k}: "{v}"' for k, v in NEW_SETUP.items())
+    if name == 'alpha-s_in1k':
+        assert new == text.replace('Parameters: 5000000\n', f'Parameters: 5000000{block}\n')
+    else:
+        assert new == text.replace(SETUP, block)
+    assert set_throughput(new, name, 41.26, NEW_SETUP) == new
+
+
+def test_set_throughput_without_metadata_and_errors(repo):
+    text = 'Models:\n  - Name: m\n    Config: c.py\n  - Name: n\n'
+    new = yaml.safe_load(set_throughput(text, 'm', 5, NEW_SETUP))
+    assert new['Models'][0]['Metadata']['CPU Throughput (img/s)'] == 5.0
+    assert new['Models'][0]['Config'] == 'c.py' and new['Models'][1] == {'Name': 'n'}
+    with pytest.raises(ModelZooError, match="0 models named 'x', not one"):
+        set_throughput(text, 'x', 5, NEW_SETUP)
+    with pytest.raises(ModelZooError, match='missing: date'):
+        set_throughput(text, 'm', 5, {k: v for k, v in NEW_SETUP.items() if k != 'date'})
+    with pytest.raises(ModelZooError, match='throughput > 0'):
+        set_throughput(text, 'm', 0, NEW_SETUP)
+
+
+def test_zoo_throughput_tool_measures_and_writes(repo, capsys):
+    """A real (tiny) measurement of EATFormer-Mobile, written to the metafile and README."""
+    with open(osp.join(repo, 'configs', 'beta', 'beta-t_in1k.py'), 'w') as f:
+        f.write(f"_base_ = '{REPO}/configs/eatformer/eatformer-mobile_8xb128_in1k.py'\n")
+    tool = load_tool('misc/zoo_throughput.py')
+    argv = ['beta-*', '--root', repo, '--batch-size', '1', '--threads', '1', '--warmup', '0',
+            '--iters', '1']
+    assert tool.main(argv + ['--write']) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('beta-t_in1k: ') and ' img/s at 224x224 ' in out
+    model = _model(repo, 'beta-t_in1k')
+    assert model.throughput > 0 and f'{model.throughput:.1f}' in out
+    assert model.throughput_setup['resolution'] == '224x224'
+    assert model.throughput_setup['command'] == (
+        'python tools/misc/zoo_throughput.py --batch-size 1 --threads 1 --warmup 0 --iters 1')
+    assert _model(repo, 'alpha-s_in1k').throughput is None
+    assert check_readme(osp.join(repo, 'README.md'), load_model_zoo(repo)) == []
+    assert f'| {model.throughput:.1f} [2] |' in readme_text(repo)
+    assert tool.main(['nothing-*', '--root', repo]) == 1
+    assert "no model-zoo model matches ['nothing-*']" in capsys.readouterr().err
+    with open(osp.join(repo, 'configs', 'beta', 'beta-t_in1k.py'), 'w') as f:
+        f.write("model = dict(type='NoSuchModel')\n")
+    assert tool.main(argv) == 1
+    assert 'beta-t_in1k: failed: ' in capsys.readouterr().err
