@@ -300,3 +300,16 @@ def test_zoo_throughput_tool_measures_and_writes(repo, capsys):
         f.write("model = dict(type='NoSuchModel')\n")
     assert tool.main(argv) == 1
     assert 'beta-t_in1k: failed: ' in capsys.readouterr().err
+
+
+def test_zoo_throughput_measures_at_the_test_crop():
+    tool = load_tool('misc/zoo_throughput.py')
+    configs = osp.join(REPO, 'configs')
+    assert tool.test_resolution(osp.join(configs, 'eat', 'eat-tiny_8xb128_in1k-384px.py'),
+                                224) == (384, 384)
+    assert tool.test_resolution(
+        osp.join(configs, 'edgeformer', 'edgeformer-s_8xb128_in1k-256px.py'), 224) == (256, 256)
+    assert tool.test_resolution(osp.join(configs, 'eat', 'eat-tiny_8xb128_in1k.py'),
+                                224) == (224, 224)
+    # no CenterCrop (a detection config): the --shape default
+    assert tool.test_resolution(osp.join(configs, 'mask_rcnn', 'eat_t_1x.py'), 300) == (300, 300)
