@@ -16,6 +16,7 @@ Each family is checked the same way; a new family adds a ``ZooEntry`` (and nothi
 Strict loading of converted official weights (zero missing keys) is checked for every published
 variant by ``tests/test_models/test_parity.py::test_converter_covers_manifest``.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -23,6 +24,7 @@ import pytest
 import torch
 from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 
+from mmevo.models.layers import plain_ops
 from mmevo.registry import MODELS
 from mmevo.testing.zoo import ZOO
 
@@ -189,6 +191,36 @@ def test_with_cp_updates_bn_statistics_once(entry):
         sum(o.square().sum() for o in model(x.clone().requires_grad_())).backward()
     for (name, a), b in zip(plain.named_buffers(), ckpt.buffers()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize('entry', ENTRIES, ids=_id)
+def test_training_fast_path_equals_plain_ops(entry):
+    """A training step through the lean autograd nodes equals the plain ops: outputs, input and
+    parameter gradients, BatchNorm running statistics."""
+    fast = _tiny(entry).train()
+    plain = _tiny(entry).train()
+    plain.load_state_dict(fast.state_dict())
+    h, w = entry.small_input
+    x = torch.randn(2, 3, h, w)
+    results = []
+    for model, switch in ((fast, contextlib.nullcontext()), (plain, plain_ops())):
+        inp = x.clone().requires_grad_()
+        torch.manual_seed(1)  # the same stochastic depth draws
+        with switch:
+            outs = model(inp)
+            sum(o.square().sum() for o in outs).backward()
+        results.append((outs, inp.grad))
+    for a, b in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-4, rtol=1e-3)
+    # float32 rounding relative to the largest gradient (biases before a BatchNorm get ~0)
+    scale = max(p.grad.abs().max().item() for p in plain.parameters() if p.grad is not None)
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        assert (a.grad is None) == (b.grad is None), name
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, atol=1e-5 * scale, rtol=1e-4, msg=name)
+    for (name, a), b in zip(fast.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize('entry', ENTRIES, ids=_id)

@@ -27,9 +27,10 @@ from mmevo.utils.validation import (
     real,
     sequence_of,
 )
-from ..layers.fast_path import fast_route
+from ..layers.fast_path import fast_route, fused_inference
 from ..layers.gcc import GCCBlock
 from ..layers.inference_conv import conv_bn_act
+from ..layers.lean_ops import bn_conv
 from .base_backbone import StagedBackbone
 
 FUSIONS = ('concat', 'add')
@@ -112,7 +113,16 @@ class InvertedResidual(nn.Module):
 
     def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: each convolution with its BatchNorm and SiLU in one oneDNN kernel, the
-        residual added in place."""
+        residual added in place. Training: each BatchNorm and SiLU with the convolution after
+        it in one autograd node that keeps only its input (:func:`bn_conv`), so the expanded
+        maps are stored once instead of three times."""
+        if not fused_inference(x):
+            layers = [m for m in (self.exp_1x1, self.conv_3x3, self.red_1x1) if m is not None]
+            y = layers[0].conv(x)
+            for prev, layer in zip(layers, layers[1:]):
+                y = bn_conv(y, prev.norm, layer.conv, 'silu')
+            y = self.red_1x1.norm(y)
+            return x + y if self.use_residual else y
         y = x if self.exp_1x1 is None else run_conv_module(self.exp_1x1, x)
         y = run_conv_module(self.conv_3x3, y)
         return run_conv_module(self.red_1x1, y, x if self.use_residual else None)

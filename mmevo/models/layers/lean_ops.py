@@ -11,9 +11,9 @@ memory of a training step. Under ``torch.compile`` (and wherever
 :func:`~.fast_path.lean_training` says no) the plain formulation is used: Inductor chooses what
 to recompute itself.
 
-:func:`bn_conv` is the same idea for ``conv(BN(x))`` in training: it keeps ``x`` and the batch
-statistics and recomputes the normalised map in backward (one element-wise pass) instead of
-storing it.
+:func:`bn_conv` is the same idea for ``conv(BN(x))`` and ``conv(act(BN(x)))`` in training: it
+keeps ``x`` and the batch statistics and recomputes the normalised (and activated) map in backward
+(one or two element-wise passes) instead of storing it.
 """
 from typing import Optional
 
@@ -111,35 +111,44 @@ def bn_recompute(x, bn_w, bn_b, mean, invstd) -> torch.Tensor:
 class _BNConv2d(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, x, bn_w, bn_b, weight, bias, bn, stride, padding, dilation, groups):
+    def forward(ctx, x, bn_w, bn_b, weight, bias, bn, act, stride, padding, dilation, groups):
         z, mean, invstd = torch.ops.aten.native_batch_norm(
             x, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
             bn.eps)
         ctx.save_for_backward(x, bn_w, bn_b, weight, mean, invstd)
-        ctx.conf = (stride, padding, dilation, groups, bn.eps, bias is not None)
+        ctx.conf = (stride, padding, dilation, groups, bn.eps, bias is not None, act)
+        if act is not None:
+            z = _ACTIVATIONS[act][0](z)
         return F.conv2d(z, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad):
         x, bn_w, bn_b, weight, mean, invstd = ctx.saved_tensors
-        stride, padding, dilation, groups, eps, has_bias = ctx.conf
+        stride, padding, dilation, groups, eps, has_bias, act = ctx.conf
         need = ctx.needs_input_grad
         z = bn_recompute(x, bn_w, bn_b, mean, invstd)
-        grad_z, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad, z, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation,
+        a = z if act is None else _ACTIVATIONS[act][0](z)
+        grad_a, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad, a, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation,
             False, [0] * len(stride), groups, [True, need[3], need[4] and has_bias])
-        del z
+        del a
+        grad_z = grad_a if act is None else _ACTIVATIONS[act][1](grad_a, z)
+        del z, grad_a
         grad_x, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
             grad_z, x, bn_w, None, None, mean, invstd, True, eps,
             [need[0], need[1] and bn_w is not None, need[2] and bn_b is not None])
-        return (grad_x, grad_bn_w, grad_bn_b, grad_w, grad_b, None, None, None, None, None)
+        return (grad_x, grad_bn_w, grad_bn_b, grad_w, grad_b) + (None, ) * 6
 
 
-def bn_conv(x: torch.Tensor, bn: nn.Module, conv: nn.Conv2d) -> torch.Tensor:
-    """``conv(bn(x))`` that keeps only ``x`` for the backward pass (the normalised map is
-    recomputed from the saved batch statistics) when ``bn`` normalises with batch statistics;
-    the plain ops otherwise."""
+def bn_conv(x: torch.Tensor, bn: nn.Module, conv: nn.Conv2d,
+            act: Optional[str] = None) -> torch.Tensor:
+    """``conv(act(bn(x)))`` (``act`` in ``'silu'``, ``'gelu'`` or None) that keeps only ``x``
+    for the backward pass (the normalised and activated maps are recomputed from the saved
+    batch statistics) when ``bn`` normalises with batch statistics; the plain ops otherwise."""
+    if act not in (None, *_ACTIVATIONS):
+        raise ValueError(f'bn_conv: act must be None or one of {list(_ACTIVATIONS)}, got {act!r}')
     if not (batch_stats_norm(bn) and plain_conv(conv) and lean_training(x, conv.weight)):
-        return conv(bn(x))
-    return _BNConv2d.apply(x, bn.weight, bn.bias, conv.weight, conv.bias, bn, conv.stride,
+        y = bn(x)
+        return conv(y if act is None else _ACTIVATIONS[act][0](y))
+    return _BNConv2d.apply(x, bn.weight, bn.bias, conv.weight, conv.bias, bn, act, conv.stride,
                            conv.padding, conv.dilation, conv.groups)

@@ -124,8 +124,10 @@ def test_eatformer_training_step_equals_the_reference(ops):
 
 @pytest.mark.parametrize('make_conv', CONVS)
 @pytest.mark.parametrize('momentum', [0.1, None])
-def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum):
+@pytest.mark.parametrize('act', [None, 'silu', 'gelu'])
+def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum, act):
     from mmevo.models.layers.lean_ops import bn_conv
+    activation = {None: nn.Identity(), 'silu': nn.SiLU(), 'gelu': nn.GELU()}[act]
     torch.manual_seed(0)
     conv = make_conv().double()
     bn = nn.BatchNorm2d(6, momentum=momentum).double()
@@ -135,11 +137,12 @@ def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum):
         bn.bias.normal_()
     ref_bn.load_state_dict(bn.state_dict())
     x = torch.randn(3, 6, 9, 8, dtype=torch.float64, requires_grad=True)
-    out, lean = saved_tensor_bytes(lambda: bn_conv(x, bn, conv))
+    out, lean = saved_tensor_bytes(lambda: bn_conv(x, bn, conv, act))
     assert type(out.grad_fn).__name__ == '_BNConv2dBackward'
-    ref, plain = saved_tensor_bytes(lambda: conv(ref_bn(x)))
+    ref, plain = saved_tensor_bytes(lambda: conv(activation(ref_bn(x))))
     torch.testing.assert_close(out, ref)
-    assert lean < plain - 0.9 * x.numel() * 8  # the normalised map is not kept
+    # neither the normalised map nor the activated one is kept
+    assert lean < plain - (0.9 if act is None else 1.9) * x.numel() * 8
     for name in ('running_mean', 'running_var', 'num_batches_tracked'):
         torch.testing.assert_close(getattr(bn, name), getattr(ref_bn, name))
     grad = torch.randn_like(ref)
@@ -150,4 +153,7 @@ def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum):
         torch.testing.assert_close(a, b)
     # eval mode: running statistics, plain ops
     bn.eval()
-    assert type(bn_conv(x, bn, conv).grad_fn).__name__ == 'ConvolutionBackward0'
+    assert type(bn_conv(x, bn, conv, act).grad_fn).__name__ == 'ConvolutionBackward0'
+    torch.testing.assert_close(bn_conv(x, bn, conv, act), conv(activation(bn(x))))
+    with pytest.raises(ValueError, match="bn_conv: act must be None or one of.*got 'relu'"):
+        bn_conv(x, bn, conv, 'relu')
