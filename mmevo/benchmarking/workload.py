@@ -150,8 +150,8 @@ def prepare(spec: dict) -> Workload:
     import mmevo  # noqa: F401  (mmevo:: config prefix, safe loading)
     from mmevo.utils.flops import (
         build_model_from_cfg,
+        config_input_size,
         count_params,
-        default_input_shape,
         fake_data_samples,
     )
 
@@ -180,7 +180,7 @@ def prepare(spec: dict) -> Workload:
         model = build_model_from_cfg(cfg, backbone_only=backbone_only)
     plain_call = backbone_only or bool(external)  # model(x), not a task model
     params = count_params(model)
-    shape = spec['shape'] or default_input_shape(scope)
+    shape = spec['shape'] or config_input_size(cfg)
     if len(shape) == 1:
         shape = (shape[0], shape[0])
     height, width = shape

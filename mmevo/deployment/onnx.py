@@ -511,24 +511,6 @@ def build_export_target(cfg,
     return target
 
 
-def config_input_size(cfg) -> Tuple[int, int]:
-    """``(H, W)`` a config's model sees: the test pipeline's center crop (or resize) for
-    classification configs, :func:`mmevo.utils.flops.default_input_shape` otherwise."""
-    from mmevo.utils.flops import default_input_shape
-
-    scope = cfg.get('default_scope')
-    if scope == 'mmpretrain':
-        pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline', [])
-        for kind, key in (('CenterCrop', 'crop_size'), ('Resize', 'scale')):
-            for step in pipeline:
-                size = step.get(key) if step.get('type', '').endswith(kind) else None
-                if isinstance(size, int):
-                    return size, size
-                if isinstance(size, (list, tuple)) and len(size) == 2:
-                    return int(size[1]), int(size[0])  # mmcv sizes are (w, h)
-    return default_input_shape(scope)
-
-
 def export_config(cfg,
                   out_file: str,
                   checkpoint: Optional[str] = None,
@@ -548,7 +530,7 @@ def export_config(cfg,
         out_file (str): The ``.onnx`` file to write.
         checkpoint (str, optional): Weights to load (see :func:`build_export_target`).
         input_size (int | Sequence[int], optional): ``(H, W)`` or a square size; defaults to
-            :func:`config_input_size`.
+            :func:`mmevo.utils.flops.config_input_size`.
         opset, dynamic_batch: See :func:`export_onnx`.
         check (bool): Run :func:`check_onnx` (batch 1 and 3, or the fixed batch).
         backbone_only (bool): Export the backbone of a classification config.
@@ -566,6 +548,7 @@ def export_config(cfg,
     """
     target = build_export_target(cfg, checkpoint, backbone_only)
     if input_size is None:
+        from mmevo.utils.flops import config_input_size
         input_size = config_input_size(cfg)
     elif isinstance(input_size, int):
         input_size = (input_size, input_size)

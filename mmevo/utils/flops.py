@@ -334,6 +334,23 @@ def default_input_shape(scope: Optional[str]) -> Tuple[int, int]:
     return DEFAULT_SHAPES.get(scope or '', (224, 224))
 
 
+def config_input_size(cfg) -> Tuple[int, int]:
+    """``(H, W)`` a config's model sees: the test pipeline's center crop (or resize) for
+    classification configs (e.g. 384 for a ``-384px`` config), :func:`default_input_shape`
+    otherwise. The default input of get_flops.py, benchmark.py and pytorch2onnx.py."""
+    scope = cfg.get('default_scope')
+    if scope == 'mmpretrain':
+        pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline', [])
+        for kind, key in (('CenterCrop', 'crop_size'), ('Resize', 'scale')):
+            for step in pipeline:
+                size = step.get(key) if step.get('type', '').endswith(kind) else None
+                if isinstance(size, int):
+                    return size, size
+                if isinstance(size, (list, tuple)) and len(size) == 2:
+                    return int(size[1]), int(size[0])  # mmcv sizes are (w, h)
+    return default_input_shape(scope)
+
+
 def fake_data_samples(scope: Optional[str], batch_size: int, height: int, width: int,
                       with_labels: bool = False, num_classes: int = 10,
                       device: Union[str, torch.device] = 'cpu') -> Optional[list]:
@@ -462,7 +479,7 @@ def get_model_complexity(cfg,
     Args:
         cfg (mmengine.Config): The config.
         shape (Sequence[int], optional): ``(H, W)``; a single int means square. Defaults to
-            :func:`default_input_shape` of the config's scope.
+            :func:`config_input_size`.
         backbone_only (bool): Count ``model.backbone`` only.
         batch_size (int): Input batch. Defaults to 1 (as the papers count).
         with_modules (bool): Also collect FLOPs per module.
@@ -478,7 +495,7 @@ def get_model_complexity(cfg,
     scope = cfg.get('default_scope')
     model = build_model_from_cfg(cfg, backbone_only)
     if shape is None:
-        shape = default_input_shape(scope)
+        shape = config_input_size(cfg)
     elif len(shape) == 1:
         shape = (shape[0], shape[0])
     height, width = shape

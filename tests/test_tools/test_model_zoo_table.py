@@ -302,14 +302,16 @@ def test_zoo_throughput_tool_measures_and_writes(repo, capsys):
     assert 'beta-t_in1k: failed: ' in capsys.readouterr().err
 
 
-def test_zoo_throughput_measures_at_the_test_crop():
-    tool = load_tool('misc/zoo_throughput.py')
-    configs = osp.join(REPO, 'configs')
-    assert tool.test_resolution(osp.join(configs, 'eat', 'eat-tiny_8xb128_in1k-384px.py'),
-                                224) == (384, 384)
-    assert tool.test_resolution(
-        osp.join(configs, 'edgeformer', 'edgeformer-s_8xb128_in1k-256px.py'), 224) == (256, 256)
-    assert tool.test_resolution(osp.join(configs, 'eat', 'eat-tiny_8xb128_in1k.py'),
-                                224) == (224, 224)
-    # no CenterCrop (a detection config): the --shape default
-    assert tool.test_resolution(osp.join(configs, 'mask_rcnn', 'eat_t_1x.py'), 300) == (300, 300)
+def test_default_input_is_the_test_crop():
+    """What zoo_throughput.py, get_flops.py, benchmark.py and pytorch2onnx.py measure at."""
+    from mmengine.config import Config
+
+    from mmevo.utils.flops import config_input_size
+
+    def size(*path):
+        return config_input_size(Config.fromfile(osp.join(REPO, 'configs', *path)))
+
+    assert size('eat', 'eat-tiny_8xb128_in1k-384px.py') == (384, 384)
+    assert size('edgeformer', 'edgeformer-s_8xb128_in1k-256px.py') == (256, 256)
+    assert size('eat', 'eat-tiny_8xb128_in1k.py') == (224, 224)
+    assert size('mask_rcnn', 'eat_t_1x.py') == (800, 1280)  # no test crop: the scope default

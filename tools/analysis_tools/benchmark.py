@@ -93,8 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--shape',
         type=int,
         nargs='+',
-        help='input H W (one value: square). Default: 224x224 for mmpretrain, 800x1280 for '
-        'mmdet, 512x2048 for mmseg')
+        help='input H W (one value: square). Default: the test pipeline\'s crop for '
+        'classification configs (224x224 when none), 800x1280 for mmdet, 512x2048 for mmseg')
     parser.add_argument('--warmup', type=int, default=5, help='untimed iterations (default 5)')
     parser.add_argument('--iters', type=int, default=20, help='timed iterations (default 20)')
     parser.add_argument(

@@ -30,8 +30,8 @@ import mmevo  # noqa: F401  (mmevo:: bases and safe loading, before any config i
 from mmevo.utils import ignore_pkg_resources_warning
 from mmevo.utils.flops import (
     ATTENTION_KEY,
+    config_input_size,
     cvnets_profiler_macs,
-    default_input_shape,
     format_count,
     get_model_complexity,
 )
@@ -45,8 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--shape',
         type=int,
         nargs='+',
-        help='input H W (one value: square). Default: 224x224 for mmpretrain, 800x1280 for '
-        'mmdet, 512x2048 for mmseg')
+        help='input H W (one value: square). Default: the test pipeline\'s crop for '
+        'classification configs (224x224 when none), 800x1280 for mmdet, 512x2048 for mmseg')
     parser.add_argument(
         '--backbone-only', action='store_true', help='count the backbone only')
     parser.add_argument('--batch-size', type=int, default=1, help='input batch (default 1)')
@@ -87,7 +87,7 @@ def main(argv=None) -> dict:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    shape = tuple(args.shape) if args.shape else default_input_shape(cfg.get('default_scope'))
+    shape = tuple(args.shape) if args.shape else config_input_size(cfg)
     if len(shape) == 1:
         shape = (shape[0], shape[0])
     result, analyzer, model = get_model_complexity(

@@ -5,8 +5,8 @@
     python tools/misc/zoo_throughput.py 'eat-*' --write        # write the metafiles and README
 
 Each model is timed by ``tools/analysis_tools/benchmark.py CONFIG --mode forward`` (its own
-process, eval mode, fp32, at the config's test resolution: the ``CenterCrop`` of its test pipeline,
-else ``--shape``): throughput is batch / median latency.
+process, eval mode, fp32, at the config's test crop: ``mmevo.utils.flops.config_input_size``):
+throughput is batch / median latency.
 ``--write`` stores the number with its setup (CPU, threads, batch, resolution, date and this
 command) in the model's metafile and regenerates README.md's model-zoo table. Measure on a quiet
 machine: the load of other processes is printed beside each number.
@@ -23,6 +23,7 @@ import tempfile
 from typing import List, Optional, Tuple
 
 from mmevo.utils import ignore_pkg_resources_warning
+from mmevo.utils.flops import config_input_size
 from mmevo.utils.model_zoo import ModelZooError, load_model_zoo, set_throughput, write_readme
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -34,8 +35,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('models', nargs='*', help='model names or shell patterns (default: all)')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--shape', type=int, default=224,
-                        help='input size of configs without a CenterCrop test transform')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--iters', type=int, default=5)
     parser.add_argument('--write', action='store_true',
@@ -52,22 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def test_resolution(config: str, default: int) -> Tuple[int, int]:
-    """``(H, W)`` of the ``CenterCrop`` in ``config``'s test pipeline, else ``default``."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    loader = cfg.get('test_dataloader') or {}
-    pipeline = (loader.get('dataset') or {}).get('pipeline') or cfg.get('test_pipeline') or []
-    for step in pipeline:
-        if step.get('type') == 'CenterCrop':
-            size = step['crop_size']
-            return (size, size) if isinstance(size, int) else (size[1], size[0])  # (w, h)
-    return default, default
-
-
 def measure(config: str, args: argparse.Namespace) -> Tuple[float, List[int], dict]:
     """Throughput (img/s), resolution ``[h, w]`` and the report's meta of one config."""
-    height, width = test_resolution(config, args.shape)
+    from mmengine.config import Config
+    height, width = config_input_size(Config.fromfile(config))
     with tempfile.TemporaryDirectory() as tmp:
         out = osp.join(tmp, 'result.json')
         cmd = [sys.executable, BENCHMARK, config, '--mode', 'forward', '--shape', str(height),
