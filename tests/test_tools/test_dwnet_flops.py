@@ -33,12 +33,7 @@ CLS = osp.join(REPO, 'configs', 'dwnet', 'dwnet-{}_8xb128_in1k.py')
 CASCADE_T = osp.join(REPO, 'configs', 'cascade_mask_rcnn', 'dwnet_t_3x.py')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _get_flops(*argv) -> dict:

@@ -47,14 +47,7 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / b
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Counting needs one traced forward, not speed: one thread avoids OpenMP spinning on a
-    busy 2-core machine (which made traces 10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @functools.lru_cache(maxsize=None)

@@ -13,7 +13,6 @@ import sys
 from contextlib import redirect_stdout
 
 import pytest
-import torch
 from tool_helpers import REPO
 
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis_tools'))
@@ -29,12 +28,7 @@ PUBLISHED = {
 }
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.mark.parametrize('variant', list(PUBLISHED))

@@ -34,13 +34,7 @@ from mmevo.testing.zoo import ZOO, shrink_backbone_cfg
 
 ENTRIES = sorted(ZOO.values(), key=lambda e: e.backbone)
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Exporting is single-threaded Python; ORT and the reference run on one thread too."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _tiny(entry, **kwargs):
