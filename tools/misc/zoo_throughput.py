@@ -23,7 +23,6 @@ import tempfile
 from typing import List, Optional, Tuple
 
 from mmevo.utils import ignore_pkg_resources_warning
-from mmevo.utils.flops import config_input_size
 from mmevo.utils.model_zoo import ModelZooError, load_model_zoo, set_throughput, write_readme
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -52,14 +51,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def measure(config: str, args: argparse.Namespace) -> Tuple[float, List[int], dict]:
-    """Throughput (img/s), resolution ``[h, w]`` and the report's meta of one config."""
-    from mmengine.config import Config
-    height, width = config_input_size(Config.fromfile(config))
+    """Throughput (img/s), resolution ``[h, w]`` (benchmark.py's default: the config's test
+    crop) and the report's meta of one config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = osp.join(tmp, 'result.json')
-        cmd = [sys.executable, BENCHMARK, config, '--mode', 'forward', '--shape', str(height),
-               str(width), '--batch-size', str(args.batch_size), '--threads', str(args.threads),
-               '--warmup', str(args.warmup), '--iters', str(args.iters), '--json', out]
+        cmd = [sys.executable, BENCHMARK, config, '--mode', 'forward', '--batch-size',
+               str(args.batch_size), '--threads', str(args.threads), '--warmup',
+               str(args.warmup), '--iters', str(args.iters), '--json', out]
         proc = subprocess.run(cmd, cwd=args.root, capture_output=True, text=True,
                               timeout=args.timeout)
         if proc.returncode != 0 or not osp.exists(out):
