@@ -33,11 +33,11 @@ from ..layers.fast_path import fast_route, fused_inference
 from ..layers.group_mix_attention import (
     GroupMixAttention,
     SeparableConv2d,
-    bn_hardswish,
     separable_conv_bn_hardswish,
 )
 from ..layers.inference_conv import conv_bn_act
 from ..layers.lean_linear import gelu_linear, layer_norm_linear
+from ..layers.lean_ops import conv_bn_act_lean
 from ..layers.mlp import Mlp
 from ..layers.norm import LayerNorm2d, build_norm
 from ..layers.residual import add_residual
@@ -92,12 +92,17 @@ class GMABlock(nn.Module):
         return x.permute(0, 3, 1, 2)
 
     def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` without storing what is cheap to recompute: in training the MLP keeps
-        only its input and ``fc1``'s output (:mod:`~mmevo.models.layers.lean_linear`); in
-        inference the residuals are added in place."""
+        """:meth:`forward` without storing what is cheap to recompute: in training GMA's ``qkv``
+        and the MLP keep only the un-normalised tokens, the MLP also ``fc1``'s output
+        (:mod:`~mmevo.models.layers.lean_linear`); in inference the residuals are added in
+        place."""
         inference = not torch.is_grad_enabled()
         x = dwconv(x, self.cpe).add_(x) if inference else x + dwconv(x, self.cpe)
-        y = self.attn(self.norm1(x))
+        if inference:
+            y = self.attn(self.norm1(x))
+        else:
+            qkv = layer_norm_linear(x.permute(0, 2, 3, 1), self.norm1, self.attn.qkv)
+            y = self.attn.mix(self.attn.stack(qkv))
         x = y.add_(x) if inference else add_residual(x, y, self.drop_path)
         x = x.permute(0, 2, 3, 1)
         if self.mlp.drop.p > 0:
@@ -154,10 +159,12 @@ class ConvStem(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not fast_route(self, x):
             return super().forward(x)
-        for conv, norm in ((self.conv1, self.norm1), (self.conv2, self.norm2)):
-            x = (conv_bn_act(x, conv, norm, 'hardswish') if fused_inference(x) else
-                 bn_hardswish(conv(x), norm))
-        return x
+        if fused_inference(x):
+            x = conv_bn_act(x, self.conv1, self.norm1, 'hardswish')
+            return conv_bn_act(x, self.conv2, self.norm2, 'hardswish')
+        # conv1 (3 input channels) is cheap to recompute in backward, conv2 is not
+        x = conv_bn_act_lean(x, self.conv1, self.norm1, 'hardswish')
+        return conv_bn_act_lean(self.conv2(x), None, self.norm2, 'hardswish')
 
 
 def _arch(embed_dims, depths, mlp_ratios, drop_path_rate) -> dict:

@@ -12,55 +12,52 @@ modules work on NCHW maps.
 Fast routes (:mod:`.fast_path`): in inference q, k and v come from one batched matrix product
 straight into the stacked layout the aggregators take (in training its backward is slower than
 the linear layer's), and the aggregators' BatchNorms are folded into their point-wise
-convolutions with Hardswish as a oneDNN post-op; in training :func:`bn_hardswish` keeps only the
-BatchNorm input for the backward pass. (Under tracing, e.g. FLOP counting, the plain ops run:
-``qkv`` as the linear layer it is.)
+convolutions with Hardswish as a oneDNN post-op; in training each point-wise convolution, its
+BatchNorm and Hardswish keep only the depth-wise output for the backward pass, and the keys'
+softmax is recomputed in backward (:func:`softmax_context`). (Under tracing, e.g. FLOP
+counting, the plain ops run: ``qkv`` as the linear layer it is.)
 """
 from collections import OrderedDict
 from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from einops import rearrange
 
 from .conv_rel_pos import DEFAULT_CRPE_WINDOW, ConvRelPosEnc
 from .depthwise import dwconv
-from .fast_path import batch_stats_norm, fast_route, fused_inference, lean_training
+from .fast_path import fast_route, fused_inference, lean_training
 from .inference_conv import conv_bn_act
-from .lean_ops import batch_norm_momentum, bn_recompute
+from .lean_ops import conv_bn_act_lean
 from .norm import LayerNorm2d, build_norm
 
 
-class _BNHardswish(torch.autograd.Function):
-    """``hardswish(BN(x))`` with batch statistics, keeping ``x`` (not the normalised map)."""
+class _SoftmaxContext(torch.autograd.Function):
+    """``softmax(k) @ v^T`` over the last axis, keeping ``k`` (not ``softmax(k)``)."""
 
     @staticmethod
-    def forward(ctx, x, bn_w, bn_b, bn):
-        z, mean, invstd = torch.ops.aten.native_batch_norm(
-            x, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
-            bn.eps)
-        ctx.save_for_backward(x, bn_w, bn_b, mean, invstd)
-        ctx.eps = bn.eps
-        return F.hardswish(z, inplace=True)
+    def forward(ctx, k, v):
+        ctx.save_for_backward(k, v)
+        return k.softmax(dim=-1) @ v.transpose(-2, -1)
 
     @staticmethod
     def backward(ctx, grad):
-        x, bn_w, bn_b, mean, invstd = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        grad_z = torch.ops.aten.hardswish_backward(grad, bn_recompute(x, bn_w, bn_b, mean, invstd))
-        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-            grad_z, x, bn_w, None, None, mean, invstd, True, ctx.eps,
-            [need[0], need[1] and bn_w is not None, need[2] and bn_b is not None])
-        return grad_x, grad_w, grad_b, None
+        k, v = ctx.saved_tensors
+        s = k.softmax(dim=-1)
+        grad_v = grad.transpose(-2, -1) @ s if ctx.needs_input_grad[1] else None
+        grad_k = None
+        if ctx.needs_input_grad[0]:
+            grad_k = torch._softmax_backward_data(grad @ v, s, -1, s.dtype)
+        return grad_k, grad_v
 
 
-def bn_hardswish(x: torch.Tensor, bn: nn.Module) -> torch.Tensor:
-    """``hardswish(bn(x))``; when ``bn`` normalises with batch statistics in training, one
-    autograd node that keeps only ``x`` and recomputes the normalised map in backward."""
-    if batch_stats_norm(bn) and lean_training(x, bn.weight):
-        return _BNHardswish.apply(x, bn.weight, bn.bias, bn)
-    return F.hardswish(bn(x))
+def softmax_context(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(k, -1) @ v^T``; in training one autograd node that keeps ``k`` and recomputes
+    the softmax in backward (``k``, a view of the proxies that stay for the other products,
+    costs no memory; the softmax output would)."""
+    if lean_training(k, v):
+        return _SoftmaxContext.apply(k, v)
+    return k.softmax(dim=-1) @ v.transpose(-2, -1)
 
 
 class SeparableConv2d(nn.Sequential):
@@ -87,12 +84,13 @@ class SeparableConv2d(nn.Sequential):
 def separable_conv_bn_hardswish(x: torch.Tensor, conv: nn.Module, norm: nn.Module):
     """``hardswish(norm(conv(x)))`` for a :class:`SeparableConv2d` (or ``nn.Identity``) ``conv``:
     in inference the norm is folded into the point-wise convolution, Hardswish a post-op; in
-    training :func:`bn_hardswish`."""
-    if isinstance(conv, SeparableConv2d):
-        if fused_inference(x):
-            return conv_bn_act(conv.depthwise(x), conv.pointwise, norm, 'hardswish')
-        x = conv(x)
-    return bn_hardswish(x, norm)
+    training the point-wise convolution, norm and Hardswish are one node that keeps only the
+    depth-wise output (:func:`~.lean_ops.conv_bn_act_lean`)."""
+    if not isinstance(conv, SeparableConv2d):
+        return conv_bn_act_lean(x, None, norm, 'hardswish')
+    if fused_inference(x):
+        return conv_bn_act(conv.depthwise(x), conv.pointwise, norm, 'hardswish')
+    return conv_bn_act_lean(dwconv(x, conv.depthwise), conv.pointwise, norm, 'hardswish')
 
 
 class GroupAggregator(nn.Module):
@@ -223,11 +221,20 @@ class GroupMixAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
         if fused_inference(x):
-            qkv = self.stacked_qkv(x)
-        else:
-            qkv = rearrange(self.qkv(x.permute(0, 2, 3, 1)), 'b h w (t c) -> (t b) h w c', t=3)
+            return self.mix(self.stacked_qkv(x))
+        return self.mix(self.stack(self.qkv(x.permute(0, 2, 3, 1))))
+
+    @staticmethod
+    def stack(qkv: torch.Tensor) -> torch.Tensor:
+        """``qkv``'s ``(B, H, W, 3C)`` output tokens as q, k, v stacked on the batch axis,
+        ``(3B, H, W, C)``."""
+        return rearrange(qkv, 'b h w (t c) -> (t b) h w c', t=3)
+
+    def mix(self, qkv: torch.Tensor) -> torch.Tensor:
+        """GMA after the ``qkv`` projection: ``(3B, H, W, C)`` stacked q, k, v tokens to the
+        ``(B, C, H, W)`` output map."""
+        B = qkv.shape[0] // 3
         # q, k, v stacked on the batch axis as channels-last maps (3B, C, H, W)
         proxies, local = self.aggregator(qkv.permute(0, 3, 1, 2))
         # channel-major proxies: per head, tokens are contiguous rows (softmax over them)
@@ -255,6 +262,6 @@ class GroupMixAttention(nn.Module):
         H = q.shape[2]
         q, k, v = (rearrange(t, 'b (n c) h w -> b n c (h w)', n=self.num_heads)
                    for t in (q, k, v))
-        context = k.softmax(dim=-1) @ v.transpose(-2, -1)  # (B, heads, Ch_k, Ch_v)
+        context = softmax_context(k, v)  # (B, heads, Ch_k, Ch_v)
         out = context.transpose(-2, -1) @ q  # (q @ context)^T: (B, heads, Ch_v, N)
         return rearrange(out, 'b n c (h w) -> b (n c) h w', h=H)

@@ -79,8 +79,9 @@ class _LayerNormLinear(torch.autograd.Function):
 
 
 def layer_norm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear) -> torch.Tensor:
-    """``linear(norm(x))`` for a LayerNorm over the last dimension, storing only ``x`` (and the
-    statistics) when training."""
+    """``linear(LN(x))`` with the parameters of ``norm`` (an ``nn.LayerNorm`` or subclass, e.g.
+    :class:`~.norm.LayerNorm2d`) applied over the last dimension of ``x`` (tokens), storing only
+    ``x`` (and the statistics) when training."""
     if not (lean_training(x, linear.weight) and len(norm.normalized_shape) == 1):
-        return linear(norm(x))
+        return linear(F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
     return _LayerNormLinear.apply(x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias)

@@ -13,7 +13,9 @@ to recompute itself.
 
 :func:`bn_conv` is the same idea for ``conv(BN(x))`` and ``conv(act(BN(x)))`` in training: it
 keeps ``x`` and the batch statistics and recomputes the normalised (and activated) map in backward
-(one or two element-wise passes) instead of storing it.
+(one or two element-wise passes) instead of storing it. :func:`conv_bn_act_lean` is the other
+order, ``act(BN(conv(x)))``: it keeps the convolution's input and recomputes its output too (for
+a cheap convolution, e.g. point-wise, whose output would otherwise be stored for the BatchNorm).
 """
 from typing import Optional
 
@@ -27,6 +29,7 @@ from .folding import affine_after_conv
 _ACTIVATIONS = {
     'silu': (F.silu, torch.ops.aten.silu_backward),
     'gelu': (F.gelu, torch.ops.aten.gelu_backward),
+    'hardswish': (F.hardswish, torch.ops.aten.hardswish_backward),
 }
 
 
@@ -152,3 +155,57 @@ def bn_conv(x: torch.Tensor, bn: nn.Module, conv: nn.Conv2d,
         return conv(y if act is None else _ACTIVATIONS[act][0](y))
     return _BNConv2d.apply(x, bn.weight, bn.bias, conv.weight, conv.bias, bn, act, conv.stride,
                            conv.padding, conv.dilation, conv.groups)
+
+
+class _ConvBNAct(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, bn_w, bn_b, bn, act, conv_args):
+        y = x if weight is None else F.conv2d(x, weight, bias, *conv_args)
+        z, mean, invstd = torch.ops.aten.native_batch_norm(
+            y, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
+            bn.eps)
+        del y
+        ctx.save_for_backward(x, weight, bias, bn_w, bn_b, mean, invstd)
+        ctx.conf = (conv_args, bn.eps, act)
+        return _ACTIVATIONS[act][0](z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, bias, bn_w, bn_b, mean, invstd = ctx.saved_tensors
+        conv_args, eps, act = ctx.conf
+        need = ctx.needs_input_grad
+        y = x if weight is None else F.conv2d(x, weight, bias, *conv_args)
+        grad_z = _ACTIVATIONS[act][1](grad, bn_recompute(y, bn_w, bn_b, mean, invstd))
+        need_y = need[0] or need[1] or need[2]
+        grad_y, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
+            grad_z, y, bn_w, None, None, mean, invstd, True, eps,
+            [need_y, need[3] and bn_w is not None, need[4] and bn_b is not None])
+        del grad_z
+        if weight is None:
+            return (grad_y, None, None, grad_bn_w, grad_bn_b, None, None, None)
+        stride, padding, dilation, groups = conv_args
+        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad_y, x, weight, [weight.shape[0]] if bias is not None else None, stride, padding,
+            dilation, False, [0] * len(stride), groups,
+            [need[0], need[1], need[2] and bias is not None])
+        return (grad_x, grad_w, grad_b, grad_bn_w, grad_bn_b, None, None, None)
+
+
+def conv_bn_act_lean(x: torch.Tensor, conv: Optional[nn.Conv2d], bn: nn.Module,
+                     act: str) -> torch.Tensor:
+    """``act(bn(conv(x)))`` (``conv`` may be None; ``act`` in ``'silu'``, ``'gelu'``,
+    ``'hardswish'``) that keeps only ``x`` for the backward pass (the convolution's output and
+    the normalised map are recomputed from ``x`` and the saved batch statistics) when ``bn``
+    normalises with batch statistics; the plain ops otherwise."""
+    if act not in _ACTIVATIONS:
+        raise ValueError(f'conv_bn_act_lean: act must be one of {list(_ACTIVATIONS)}, '
+                         f'got {act!r}')
+    params = (bn.weight, ) if conv is None else (bn.weight, conv.weight)
+    if not (batch_stats_norm(bn) and (conv is None or plain_conv(conv))
+            and lean_training(x, *params)):
+        return _ACTIVATIONS[act][0](bn(x if conv is None else conv(x)))
+    if conv is None:
+        return _ConvBNAct.apply(x, None, None, bn.weight, bn.bias, bn, act, None)
+    return _ConvBNAct.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn, act,
+                            (conv.stride, conv.padding, conv.dilation, conv.groups))

@@ -157,3 +157,44 @@ def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum, act)
     torch.testing.assert_close(bn_conv(x, bn, conv, act), conv(activation(bn(x))))
     with pytest.raises(ValueError, match="bn_conv: act must be None or one of.*got 'relu'"):
         bn_conv(x, bn, conv, 'relu')
+
+
+@pytest.mark.parametrize('make_conv', [None] + CONVS)
+@pytest.mark.parametrize('momentum', [0.1, None])
+@pytest.mark.parametrize('act', ['silu', 'gelu', 'hardswish'])
+def test_conv_bn_act_lean_equals_plain_and_keeps_only_its_input(make_conv, momentum, act):
+    from mmevo.models.layers.lean_ops import conv_bn_act_lean
+    activation = {'silu': F.silu, 'gelu': F.gelu, 'hardswish': F.hardswish}[act]
+    torch.manual_seed(0)
+    conv = make_conv().double() if make_conv else None
+    channels = conv.out_channels if conv else 6
+    bn = nn.BatchNorm2d(channels, momentum=momentum).double()
+    ref_bn = nn.BatchNorm2d(channels, momentum=momentum).double()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_()
+    ref_bn.load_state_dict(bn.state_dict())
+    x = torch.randn(3, 6, 9, 8, dtype=torch.float64, requires_grad=True)
+    out, lean = saved_tensor_bytes(lambda: conv_bn_act_lean(x, conv, bn, act))
+    assert type(out.grad_fn).__name__ == '_ConvBNActBackward'
+    ref, plain = saved_tensor_bytes(
+        lambda: activation(ref_bn(conv(x) if conv else x)))
+    torch.testing.assert_close(out, ref)
+    # x, the parameters and the statistics only: no convolution output, no normalised map
+    params = sum(p.numel() for p in conv.parameters()) if conv else 0
+    assert lean <= (x.numel() + params + 4 * channels) * 8
+    assert lean < plain - 0.9 * out.numel() * 8
+    for name in ('running_mean', 'running_var', 'num_batches_tracked'):
+        torch.testing.assert_close(getattr(bn, name), getattr(ref_bn, name))
+    grad = torch.randn_like(ref)
+    conv_params = list(conv.parameters()) if conv else []
+    for a, b in zip(torch.autograd.grad(out, [x, bn.weight, bn.bias] + conv_params, grad),
+                    torch.autograd.grad(ref, [x, ref_bn.weight, ref_bn.bias] + conv_params,
+                                        grad)):
+        torch.testing.assert_close(a, b)
+    # eval mode: running statistics, plain ops
+    bn.eval()
+    torch.testing.assert_close(conv_bn_act_lean(x, conv, bn, act),
+                               activation(bn(conv(x) if conv else x)))
+    with pytest.raises(ValueError, match="conv_bn_act_lean: act must be one of.*got 'relu'"):
+        conv_bn_act_lean(x, conv, bn, 'relu')
