@@ -114,13 +114,14 @@ class InvertedResidual(nn.Module):
     def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: each convolution with its BatchNorm and SiLU in one oneDNN kernel, the
         residual added in place. Training: each BatchNorm and SiLU with the convolution after
-        it in one autograd node that keeps only its input (:func:`bn_conv`), so the expanded
-        maps are stored once instead of three times."""
+        it in one autograd node that keeps its input and the activated map, recomputing the
+        normalised one (:func:`bn_conv` with ``keep_act``): the expanded maps are stored twice
+        instead of three times, for one multiply-add pass in backward."""
         if not fused_inference(x):
             layers = [m for m in (self.exp_1x1, self.conv_3x3, self.red_1x1) if m is not None]
             y = layers[0].conv(x)
             for prev, layer in zip(layers, layers[1:]):
-                y = bn_conv(y, prev.norm, layer.conv, 'silu')
+                y = bn_conv(y, prev.norm, layer.conv, 'silu', keep_act=True)
             y = self.red_1x1.norm(y)
             return x + y if self.use_residual else y
         y = x if self.exp_1x1 is None else run_conv_module(self.exp_1x1, x)

@@ -63,6 +63,15 @@ class _ActConv2d(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
+def _activate(z: torch.Tensor, act: Optional[str]) -> torch.Tensor:
+    """``act(z)``, in place where the activation allows it (``z`` is a temporary)."""
+    if act is None:
+        return z
+    if act == 'gelu':
+        return F.gelu(z)
+    return _ACTIVATIONS[act][0](z, inplace=True)
+
+
 def scaled_conv_params(conv: nn.Conv2d, scale: Optional[torch.Tensor] = None):
     """``conv``'s weight and bias multiplied by per-output-channel ``scale`` (differentiable).
 
@@ -114,23 +123,24 @@ def bn_recompute(x, bn_w, bn_b, mean, invstd) -> torch.Tensor:
 class _BNConv2d(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, x, bn_w, bn_b, weight, bias, bn, act, stride, padding, dilation, groups):
+    def forward(ctx, x, bn_w, bn_b, weight, bias, bn, act, keep_act, stride, padding, dilation,
+                groups):
         z, mean, invstd = torch.ops.aten.native_batch_norm(
             x, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
             bn.eps)
-        ctx.save_for_backward(x, bn_w, bn_b, weight, mean, invstd)
+        a = _activate(z, act)
+        ctx.save_for_backward(x, bn_w, bn_b, weight, mean, invstd, a if keep_act else None)
         ctx.conf = (stride, padding, dilation, groups, bn.eps, bias is not None, act)
-        if act is not None:
-            z = _ACTIVATIONS[act][0](z)
-        return F.conv2d(z, weight, bias, stride, padding, dilation, groups)
+        return F.conv2d(a, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad):
-        x, bn_w, bn_b, weight, mean, invstd = ctx.saved_tensors
+        x, bn_w, bn_b, weight, mean, invstd, a = ctx.saved_tensors
         stride, padding, dilation, groups, eps, has_bias, act = ctx.conf
         need = ctx.needs_input_grad
-        z = bn_recompute(x, bn_w, bn_b, mean, invstd)
-        a = z if act is None else _ACTIVATIONS[act][0](z)
+        z = None if a is not None and act is None else bn_recompute(x, bn_w, bn_b, mean, invstd)
+        if a is None:
+            a = z if act is None else _ACTIVATIONS[act][0](z)
         grad_a, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad, a, weight, [weight.shape[0]] if has_bias else None, stride, padding, dilation,
             False, [0] * len(stride), groups, [True, need[3], need[4] and has_bias])
@@ -140,21 +150,30 @@ class _BNConv2d(torch.autograd.Function):
         grad_x, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
             grad_z, x, bn_w, None, None, mean, invstd, True, eps,
             [need[0], need[1] and bn_w is not None, need[2] and bn_b is not None])
-        return (grad_x, grad_bn_w, grad_bn_b, grad_w, grad_b) + (None, ) * 6
+        return (grad_x, grad_bn_w, grad_bn_b, grad_w, grad_b) + (None, ) * 7
 
 
-def bn_conv(x: torch.Tensor, bn: nn.Module, conv: nn.Conv2d,
-            act: Optional[str] = None) -> torch.Tensor:
-    """``conv(act(bn(x)))`` (``act`` in ``'silu'``, ``'gelu'`` or None) that keeps only ``x``
-    for the backward pass (the normalised and activated maps are recomputed from the saved
-    batch statistics) when ``bn`` normalises with batch statistics; the plain ops otherwise."""
+def bn_conv(x: torch.Tensor,
+            bn: nn.Module,
+            conv: nn.Conv2d,
+            act: Optional[str] = None,
+            keep_act: bool = False) -> torch.Tensor:
+    """``conv(act(bn(x)))`` (``act`` in ``'silu'``, ``'gelu'``, ``'hardswish'`` or None) that
+    keeps only ``x`` for the backward pass (the normalised and activated maps are recomputed
+    from the saved batch statistics) when ``bn`` normalises with batch statistics; the plain
+    ops otherwise.
+
+    ``keep_act=True`` also keeps the activated map (the convolution's input): one map more than
+    the default but one map less than the plain ops, and the backward pass recomputes only the
+    normalised map (one cheap multiply-add), not the activation.
+    """
     if act not in (None, *_ACTIVATIONS):
         raise ValueError(f'bn_conv: act must be None or one of {list(_ACTIVATIONS)}, got {act!r}')
     if not (batch_stats_norm(bn) and plain_conv(conv) and lean_training(x, conv.weight)):
         y = bn(x)
         return conv(y if act is None else _ACTIVATIONS[act][0](y))
-    return _BNConv2d.apply(x, bn.weight, bn.bias, conv.weight, conv.bias, bn, act, conv.stride,
-                           conv.padding, conv.dilation, conv.groups)
+    return _BNConv2d.apply(x, bn.weight, bn.bias, conv.weight, conv.bias, bn, act, keep_act,
+                           conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class _ConvBNAct(torch.autograd.Function):
@@ -168,7 +187,7 @@ class _ConvBNAct(torch.autograd.Function):
         del y
         ctx.save_for_backward(x, weight, bias, bn_w, bn_b, mean, invstd)
         ctx.conf = (conv_args, bn.eps, act)
-        return _ACTIVATIONS[act][0](z)
+        return _activate(z, act)
 
     @staticmethod
     def backward(ctx, grad):

@@ -124,10 +124,12 @@ def test_eatformer_training_step_equals_the_reference(ops):
 
 @pytest.mark.parametrize('make_conv', CONVS)
 @pytest.mark.parametrize('momentum', [0.1, None])
-@pytest.mark.parametrize('act', [None, 'silu', 'gelu'])
-def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum, act):
+@pytest.mark.parametrize('act', [None, 'silu', 'gelu', 'hardswish'])
+@pytest.mark.parametrize('keep_act', [False, True])
+def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum, act, keep_act):
     from mmevo.models.layers.lean_ops import bn_conv
-    activation = {None: nn.Identity(), 'silu': nn.SiLU(), 'gelu': nn.GELU()}[act]
+    activation = {None: nn.Identity(), 'silu': nn.SiLU(), 'gelu': nn.GELU(),
+                  'hardswish': nn.Hardswish()}[act]
     torch.manual_seed(0)
     conv = make_conv().double()
     bn = nn.BatchNorm2d(6, momentum=momentum).double()
@@ -137,12 +139,15 @@ def test_bn_conv_equals_plain_and_keeps_only_its_input(make_conv, momentum, act)
         bn.bias.normal_()
     ref_bn.load_state_dict(bn.state_dict())
     x = torch.randn(3, 6, 9, 8, dtype=torch.float64, requires_grad=True)
-    out, lean = saved_tensor_bytes(lambda: bn_conv(x, bn, conv, act))
+    out, lean = saved_tensor_bytes(lambda: bn_conv(x, bn, conv, act, keep_act=keep_act))
     assert type(out.grad_fn).__name__ == '_BNConv2dBackward'
     ref, plain = saved_tensor_bytes(lambda: conv(activation(ref_bn(x))))
     torch.testing.assert_close(out, ref)
-    # neither the normalised map nor the activated one is kept
-    assert lean < plain - (0.9 if act is None else 1.9) * x.numel() * 8
+    # neither the normalised map nor the activated one is kept (keep_act: not the normalised)
+    maps_dropped = (1 if act is None else 2) - keep_act
+    assert lean < plain - (maps_dropped - 0.1) * x.numel() * 8
+    if keep_act:
+        assert lean > x.numel() * 8 * 1.9
     for name in ('running_mean', 'running_var', 'num_batches_tracked'):
         torch.testing.assert_close(getattr(bn, name), getattr(ref_bn, name))
     grad = torch.randn_like(ref)
