@@ -6,7 +6,6 @@ import copy
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from mmevo.models.backbones.groupmixformer import GMABlock
 from mmevo.models.layers import GroupAggregator, GroupMixAttention, plain_ops
