@@ -113,6 +113,24 @@ def batch_norm_momentum(bn: nn.Module) -> float:
     return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
 
 
+def batch_norm_train(x: torch.Tensor, bn_w: Optional[torch.Tensor], bn_b: Optional[torch.Tensor],
+                     bn: nn.Module):
+    """``bn``'s training-mode forward on ``x`` with the given affine parameters (batch
+    statistics; ``bn``'s running statistics and counter updated). Returns ``(out, mean,
+    invstd)``, the statistics for :func:`bn_recompute` and :func:`batch_norm_backward`."""
+    return torch.ops.aten.native_batch_norm(x, bn_w, bn_b, bn.running_mean, bn.running_var, True,
+                                            batch_norm_momentum(bn), bn.eps)
+
+
+def batch_norm_backward(grad, x, bn_w, bn_b, mean, invstd, eps: float, need_x: bool,
+                        need_w: bool, need_b: bool):
+    """Gradients ``(x, weight, bias)`` of :func:`batch_norm_train` (None where not needed or
+    where the parameter is None)."""
+    return torch.ops.aten.native_batch_norm_backward(
+        grad, x, bn_w, None, None, mean, invstd, True, eps,
+        [need_x, need_w and bn_w is not None, need_b and bn_b is not None])
+
+
 def bn_recompute(x, bn_w, bn_b, mean, invstd) -> torch.Tensor:
     """The training-mode BatchNorm output, from its input and saved batch statistics."""
     scale = invstd if bn_w is None else invstd * bn_w
@@ -125,9 +143,7 @@ class _BNConv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, bn_w, bn_b, weight, bias, bn, act, keep_act, stride, padding, dilation,
                 groups):
-        z, mean, invstd = torch.ops.aten.native_batch_norm(
-            x, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
-            bn.eps)
+        z, mean, invstd = batch_norm_train(x, bn_w, bn_b, bn)
         a = _activate(z, act)
         ctx.save_for_backward(x, bn_w, bn_b, weight, mean, invstd, a if keep_act else None)
         ctx.conf = (stride, padding, dilation, groups, bn.eps, bias is not None, act)
@@ -147,9 +163,8 @@ class _BNConv2d(torch.autograd.Function):
         del a
         grad_z = grad_a if act is None else _ACTIVATIONS[act][1](grad_a, z)
         del z, grad_a
-        grad_x, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
-            grad_z, x, bn_w, None, None, mean, invstd, True, eps,
-            [need[0], need[1] and bn_w is not None, need[2] and bn_b is not None])
+        grad_x, grad_bn_w, grad_bn_b = batch_norm_backward(grad_z, x, bn_w, bn_b, mean, invstd,
+                                                           eps, need[0], need[1], need[2])
         return (grad_x, grad_bn_w, grad_bn_b, grad_w, grad_b) + (None, ) * 7
 
 
@@ -181,9 +196,7 @@ class _ConvBNAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, bn_w, bn_b, bn, act, conv_args):
         y = x if weight is None else F.conv2d(x, weight, bias, *conv_args)
-        z, mean, invstd = torch.ops.aten.native_batch_norm(
-            y, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
-            bn.eps)
+        z, mean, invstd = batch_norm_train(y, bn_w, bn_b, bn)
         del y
         ctx.save_for_backward(x, weight, bias, bn_w, bn_b, mean, invstd)
         ctx.conf = (conv_args, bn.eps, act)
@@ -197,9 +210,8 @@ class _ConvBNAct(torch.autograd.Function):
         y = x if weight is None else F.conv2d(x, weight, bias, *conv_args)
         grad_z = _ACTIVATIONS[act][1](grad, bn_recompute(y, bn_w, bn_b, mean, invstd))
         need_y = need[0] or need[1] or need[2]
-        grad_y, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
-            grad_z, y, bn_w, None, None, mean, invstd, True, eps,
-            [need_y, need[3] and bn_w is not None, need[4] and bn_b is not None])
+        grad_y, grad_bn_w, grad_bn_b = batch_norm_backward(grad_z, y, bn_w, bn_b, mean, invstd,
+                                                           eps, need_y, need[3], need[4])
         del grad_z
         if weight is None:
             return (grad_y, None, None, grad_bn_w, grad_bn_b, None, None, None)

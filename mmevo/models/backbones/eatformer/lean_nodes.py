@@ -20,7 +20,13 @@ import torch.nn.functional as F
 
 from ...layers.depthwise import dwconv, grad_input, grad_weight
 from ...layers.fast_path import batch_stats_norm, cpu_lean_training, depthwise_conv, pointwise_conv
-from ...layers.lean_ops import act_conv, batch_norm_momentum, bn_recompute, scaled_conv_params
+from ...layers.lean_ops import (
+    act_conv,
+    batch_norm_backward,
+    batch_norm_train,
+    bn_recompute,
+    scaled_conv_params,
+)
 
 
 class _DWConvSiLUMix(torch.autograd.Function):
@@ -36,9 +42,7 @@ class _DWConvSiLUMix(torch.autograd.Function):
     def forward(ctx, x, mix, proj_w, bn_w, bn_b, bn, convs, *params):
         h, mean, invstd = x, None, None
         if bn is not None:
-            h, mean, invstd = torch.ops.aten.native_batch_norm(
-                x, bn_w, bn_b, bn.running_mean, bn.running_var, True, batch_norm_momentum(bn),
-                bn.eps)
+            h, mean, invstd = batch_norm_train(x, bn_w, bn_b, bn)
             ctx.eps = bn.eps
         ctx.save_for_backward(x, mix, proj_w, bn_w, bn_b, mean, invstd, *params)
         ctx.convs = convs
@@ -81,9 +85,8 @@ class _DWConvSiLUMix(torch.autograd.Function):
         grad_x, grad_bn_w, grad_bn_b = grad_h, None, None
         if mean is not None and grad_h is not None:
             del h
-            grad_x, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
-                grad_h, x, bn_w, None, None, mean, invstd, True, ctx.eps,
-                [need[0], need[3] and bn_w is not None, need[4] and bn_b is not None])
+            grad_x, grad_bn_w, grad_bn_b = batch_norm_backward(
+                grad_h, x, bn_w, bn_b, mean, invstd, ctx.eps, need[0], need[3], need[4])
         return (grad_x, grad_mix if need[1] else None, grad_proj, grad_bn_w, grad_bn_b, None,
                 None, *grads)
 
@@ -123,9 +126,7 @@ class _DWConvBNSiLUConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dw_w, dw_b, bn_w, bn_b, pw_w, pw_b, bn, padding, dilation):
         y = F.conv2d(x, dw_w, dw_b, 1, padding, dilation, x.shape[1])
-        momentum = batch_norm_momentum(bn)
-        z, mean, invstd = torch.ops.aten.native_batch_norm(
-            y, bn_w, bn_b, bn.running_mean, bn.running_var, True, momentum, bn.eps)
+        z, mean, invstd = batch_norm_train(y, bn_w, bn_b, bn)
         ctx.save_for_backward(x, dw_w, dw_b, bn_w, bn_b, pw_w, mean, invstd)
         ctx.conf = (padding, dilation, bn.eps, pw_b is not None)
         return F.conv2d(F.silu(z, inplace=True), pw_w, pw_b)
@@ -143,9 +144,8 @@ class _DWConvBNSiLUConv(torch.autograd.Function):
             [1, 1], False, [0, 0], 1, [True, need[5], need[6] and has_pw_b])
         grad_z = torch.ops.aten.silu_backward(grad_a, z)
         del z, grad_a
-        grad_y, grad_bn_w, grad_bn_b = torch.ops.aten.native_batch_norm_backward(
-            grad_z, y, bn_w, None, None, mean, invstd, True, eps,
-            [True, need[3] and bn_w is not None, need[4] and bn_b is not None])
+        grad_y, grad_bn_w, grad_bn_b = batch_norm_backward(grad_z, y, bn_w, bn_b, mean, invstd,
+                                                           eps, True, need[3], need[4])
         del grad_z, y
         grad_x = grad_input(grad_y, dw_w, padding, dilation) if need[0] else None
         grad_dw_w = grad_weight(x, grad_y, dw_w, padding, dilation) if need[1] else None
